@@ -1,0 +1,305 @@
+//! Handlers for `/ping` and `/images/...`: IMGAPI's paths, parameters and
+//! response shapes, so IMGAPI clients work unchanged.
+
+use super::{full, json_body, json_response, no_content, Body, Ctx};
+use crate::error::{Error, Result};
+use crate::service::filter::ListFilter;
+use crate::service::images::{BodyError, FileParams};
+use crate::store::meta::ImageRecord;
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+use std::io::{Read, Seek, SeekFrom};
+use tokio::sync::mpsc;
+
+fn manifest_json(rec: &ImageRecord) -> Value {
+    Value::Object(rec.manifest.clone())
+}
+
+fn ok(rec: impl AsRef<ImageRecord>) -> Result<Response<Body>> {
+    let rec = rec.as_ref();
+    Ok(json_response(StatusCode::OK, &manifest_json(rec)))
+}
+
+pub async fn ping(_ctx: Ctx) -> Result<Response<Body>> {
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "ping": "pong",
+            "version": env!("CARGO_PKG_VERSION"),
+            "imgapi": true,
+            "pid": std::process::id(),
+        }),
+    ))
+}
+
+pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
+    let filter = ListFilter::parse(&ctx.query)?;
+    let recs = ctx.svc.list_images(&filter)?;
+    let items: Vec<Value> = recs.iter().map(|r| manifest_json(r)).collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(items)))
+}
+
+pub async fn get(ctx: Ctx) -> Result<Response<Body>> {
+    ok(ctx.svc.get_image(&ctx.segments[1])?)
+}
+
+/// `POST /images`: CreateImage.
+pub async fn create(ctx: Ctx) -> Result<Response<Body>> {
+    if let Some(action) = ctx.param("action")? {
+        return Err(Error::param(
+            "action",
+            format!("unknown action {action:?} on /images"),
+        ));
+    }
+    let (ctx, body) = json_body(ctx).await?;
+    ok(ctx.svc.create_image(body).await?)
+}
+
+/// `POST /images/:uuid?action=...`.
+pub async fn action(ctx: Ctx) -> Result<Response<Body>> {
+    let uuid = ctx.segments[1].clone();
+    let action = ctx
+        .param("action")?
+        .ok_or_else(|| {
+            Error::param(
+                "action",
+                "missing: one of import, activate, enable, disable, update",
+            )
+        })?
+        .to_string();
+    let svc = ctx.svc.clone();
+    match action.as_str() {
+        "import" => {
+            let (_, body) = json_body(ctx).await?;
+            ok(svc.import_image(uuid, body).await?)
+        }
+        "activate" => ok(svc.activate(uuid).await?),
+        "enable" => ok(svc.set_disabled(uuid, false).await?),
+        "disable" => ok(svc.set_disabled(uuid, true).await?),
+        "update" => {
+            let (_, body) = json_body(ctx).await?;
+            ok(svc.update(uuid, body).await?)
+        }
+        other => Err(Error::param(
+            "action",
+            format!("unknown action {other:?}: expected one of import, activate, enable, disable, update"),
+        )),
+    }
+}
+
+pub async fn delete(ctx: Ctx) -> Result<Response<Body>> {
+    ctx.svc.delete(ctx.segments[1].clone()).await?;
+    Ok(no_content())
+}
+
+fn parse_u64(name: &str, v: Option<&str>) -> Result<Option<u64>> {
+    v.map(|s| {
+        s.parse::<u64>()
+            .map_err(|_| Error::param(name, format!("{s:?} is not a non-negative integer")))
+    })
+    .transpose()
+}
+
+/// `PUT /images/:uuid/file`: AddImageFile, streamed into the blob store.
+pub async fn put_file(ctx: Ctx) -> Result<Response<Body>> {
+    let uuid = ctx.segments[1].clone();
+    let params = FileParams {
+        compression: ctx
+            .param("compression")?
+            .ok_or_else(|| {
+                Error::param("compression", "missing: one of none, gzip, bzip2, xz, zstd")
+            })?
+            .to_string(),
+        sha1: ctx.param("sha1")?.map(str::to_string),
+        size: parse_u64("size", ctx.param("size")?)?,
+        content_length: parse_u64("Content-Length", ctx.header("content-length"))?,
+    };
+    let idle = ctx.svc.limits().idle_timeout();
+    let svc = ctx.svc.clone();
+    let mut body = ctx.req.into_body();
+    let (tx, rx) = mpsc::channel(16);
+    // The body is read here, on the connection's task, and handed to the
+    // blocking ingest through a bounded channel: memory stays flat whatever
+    // the file size, and a slow disk slows the client down (backpressure).
+    let forward = async move {
+        loop {
+            let item = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => Some(Err(BodyError::Idle(idle.as_secs()))),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some(Err(BodyError::Truncated(e.to_string()))),
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(d) if d.is_empty() => continue,
+                    Ok(d) => Some(Ok(d)),
+                    Err(_) => continue,
+                },
+            };
+            let Some(item) = item else { break };
+            let last = item.is_err();
+            if tx.send(item).await.is_err() || last {
+                break;
+            }
+        }
+    };
+    let (_, result) = tokio::join!(forward, svc.add_file(uuid, params, rx));
+    ok(result?)
+}
+
+/// A parsed `Range: bytes=...` header: `Some((start, end_inclusive))`.
+/// Multiple ranges and malformed headers are ignored (the whole file is
+/// served), as RFC 9110 allows; an unsatisfiable range is an error.
+fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let unsat = || {
+        Error::RangeNotSatisfiable(
+            format!("range {spec:?} is outside the file's {size} bytes"),
+            size,
+        )
+    };
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => {
+            if start >= size {
+                return Err(unsat());
+            }
+            (start, end.min(size - 1))
+        }
+        (Ok(start), Err(_)) if b.is_empty() => {
+            if start >= size {
+                return Err(unsat());
+            }
+            (start, size - 1)
+        }
+        (Err(_), Ok(n)) if a.is_empty() => {
+            if n == 0 || size == 0 {
+                return Err(unsat());
+            }
+            (size.saturating_sub(n), size - 1)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(range))
+}
+
+/// `GET /images/:uuid/file`: streamed from the blob, with `Range` support.
+pub async fn get_file(ctx: Ctx) -> Result<Response<Body>> {
+    let uuid = ctx.segments[1].clone();
+    let (rec, path) = ctx.svc.file_path(&uuid)?;
+    let file = rec.file().cloned().unwrap_or_default();
+    let size = file.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
+    let range = parse_range(ctx.header("range"), size)?;
+    let (start, len, status) = match range {
+        Some((s, e)) => (s, e - s + 1, StatusCode::PARTIAL_CONTENT),
+        None => (0, size, StatusCode::OK),
+    };
+    let head_only = ctx.method == hyper::Method::HEAD;
+    let body = if head_only || len == 0 {
+        full(Bytes::new())
+    } else {
+        stream_file(path, start, len)
+            .await
+            .map_err(|e| Error::internal(&format!("opening the file of image {uuid}"), e))?
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert("accept-ranges", HeaderValue::from_static("bytes"));
+    if let Some(sha1) = file.get("sha1").and_then(|v| v.as_str()) {
+        if let Ok(v) = HeaderValue::from_str(sha1) {
+            h.insert("etag", v);
+        }
+    }
+    if status == StatusCode::OK {
+        if let Some(md5) = rec
+            .content_md5
+            .as_deref()
+            .and_then(|m| HeaderValue::from_str(m).ok())
+        {
+            h.insert("content-md5", md5);
+        }
+    } else if let Ok(v) =
+        HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+    {
+        h.insert("content-range", v);
+    }
+    Ok(resp)
+}
+
+/// Streams `len` bytes of `path` from `start`: a blocking reader thread sends
+/// 1 MiB chunks through a small bounded channel, so memory stays flat and a
+/// slow client throttles the reads.
+async fn stream_file(path: std::path::PathBuf, start: u64, len: u64) -> std::io::Result<Body> {
+    let mut f = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let mut f = std::fs::File::open(&path)?;
+        f.seek(SeekFrom::Start(start))?;
+        Ok(f)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let (tx, rx) = mpsc::channel::<std::io::Result<Frame<Bytes>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(1 << 20) as usize;
+            let mut buf = vec![0u8; n];
+            let r = f
+                .read_exact(&mut buf)
+                .map(|_| Frame::data(Bytes::from(buf)));
+            let failed = r.is_err();
+            if tx.blocking_send(r).is_err() || failed {
+                return;
+            }
+            left -= n as u64;
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    Ok(StreamBody::new(stream).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10).unwrap(), None);
+        assert_eq!(parse_range(Some("bytes=0-3"), 10).unwrap(), Some((0, 3)));
+        assert_eq!(parse_range(Some("bytes=5-"), 10).unwrap(), Some((5, 9)));
+        assert_eq!(parse_range(Some("bytes=-3"), 10).unwrap(), Some((7, 9)));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10).unwrap(), Some((8, 9)));
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10).unwrap(), None);
+        assert_eq!(parse_range(Some("items=0-1"), 10).unwrap(), None);
+        assert_eq!(parse_range(Some("bytes=4-2"), 10).unwrap(), None);
+        assert_eq!(
+            parse_range(Some("bytes=10-"), 10)
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            416
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-0"), 10)
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            416
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! The HTTP/JSON API: one route table, request parsing helpers and response
+//! encoding. Handlers live in one file per resource and call the service
+//! layer; nothing below `service/` sees hyper.
+//!
+//! Every response, including errors and unknown routes, is JSON in IMGAPI's
+//! shape; no request ends in a hang or an HTML page.
+
+pub mod images;
+
+use crate::error::{Error, Result};
+use crate::service::Service;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Who is on the other end of the socket (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+/// A request as the handlers see it: method, decoded path segments, query
+/// pairs, headers and the body still unread.
+pub struct Ctx {
+    pub svc: Arc<Service>,
+    pub method: Method,
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub req: Request<Incoming>,
+    pub peer: Peer,
+}
+
+impl Ctx {
+    /// The single value of a query parameter.
+    ///
+    /// # Errors
+    /// `InvalidParameter` when it is given more than once.
+    pub fn param(&self, key: &str) -> Result<Option<&str>> {
+        let mut it = self.query.iter().filter(|(k, _)| k == key);
+        let first = it.next().map(|(_, v)| v.as_str());
+        if it.next().is_some() {
+            return Err(Error::param(key, "given more than once"));
+        }
+        Ok(first)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Reads a whole JSON body, bounded by `limits.max_body_bytes`. An empty
+/// body reads as `{}` (actions such as `activate` take none).
+///
+/// # Errors
+/// `PayloadTooLarge` over the limit, `MalformedBody` for invalid JSON or a
+/// body that breaks off.
+pub async fn json_body(ctx: Ctx) -> Result<(Ctx, serde_json::Value)> {
+    let max = ctx.svc.limits().max_body_bytes;
+    let idle = ctx.svc.limits().idle_timeout();
+    let Ctx {
+        svc,
+        method,
+        segments,
+        query,
+        req,
+        peer,
+    } = ctx;
+    let (parts, mut body) = req.into_parts();
+    let mut buf = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(Error::MalformedBody(format!(
+                    "request body stalled for {} s",
+                    idle.as_secs()
+                )))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(Error::MalformedBody(format!("reading request body: {e}")))
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > max {
+                return Err(Error::PayloadTooLarge(format!(
+                    "request body is larger than the limit of {max} bytes (limits.max_body_bytes)"
+                )));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    let value = if buf.iter().all(|b| b.is_ascii_whitespace()) {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(&buf)
+            .map_err(|e| Error::MalformedBody(format!("request body is not valid JSON: {e}")))?
+    };
+    let req = Request::from_parts(parts, body);
+    Ok((
+        Ctx {
+            svc,
+            method,
+            segments,
+            query,
+            req,
+            peer,
+        },
+        value,
+    ))
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
+    let mut resp = Response::new(full(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+pub fn error_response(e: &Error) -> Response<Body> {
+    let mut resp = json_response(e.status(), &e.body());
+    match e {
+        Error::MethodNotAllowed { allow, .. } => {
+            resp.headers_mut()
+                .insert("allow", HeaderValue::from_static(allow));
+        }
+        Error::RangeNotSatisfiable(_, size) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert("content-range", v);
+            }
+        }
+        _ => {}
+    }
+    resp
+}
+
+pub fn no_content() -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+fn not_allowed(ctx: &Ctx, allow: &'static str) -> Error {
+    Error::MethodNotAllowed {
+        method: ctx.method.to_string(),
+        path: ctx.req.uri().path().to_string(),
+        allow,
+    }
+}
+
+/// The route table.
+async fn route(ctx: Ctx) -> Result<Response<Body>> {
+    let segs: Vec<&str> = ctx.segments.iter().map(String::as_str).collect();
+    match (segs.as_slice(), &ctx.method) {
+        (["ping"], &Method::GET | &Method::HEAD) => images::ping(ctx).await,
+        (["ping"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
+        (["images"], &Method::GET | &Method::HEAD) => images::list(ctx).await,
+        (["images"], &Method::POST) => images::create(ctx).await,
+        (["images"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST")),
+        (["images", _], &Method::GET | &Method::HEAD) => images::get(ctx).await,
+        (["images", _], &Method::POST) => images::action(ctx).await,
+        (["images", _], &Method::DELETE) => images::delete(ctx).await,
+        (["images", _], _) => Err(not_allowed(&ctx, "GET, HEAD, POST, DELETE")),
+        (["images", _, "file"], &Method::GET | &Method::HEAD) => images::get_file(ctx).await,
+        (["images", _, "file"], &Method::PUT) => images::put_file(ctx).await,
+        (["images", _, "file"], _) => Err(not_allowed(&ctx, "GET, HEAD, PUT")),
+        _ => Err(Error::RouteNotFound {
+            method: ctx.method.to_string(),
+            path: ctx.req.uri().path().to_string(),
+        }),
+    }
+}
+
+/// Splits and percent-decodes the path. A segment that decodes to invalid
+/// UTF-8, or to `.`/`..`, or contains `/` once decoded, cannot name
+/// anything and is refused.
+fn segments(path: &str) -> Result<Vec<String>> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let d = percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map_err(|_| Error::param("path", "path is not valid UTF-8"))?;
+            if d == "." || d == ".." || d.contains('/') || d.contains('\0') {
+                return Err(Error::param("path", format!("invalid path segment {d:?}")));
+            }
+            Ok(d.into_owned())
+        })
+        .collect()
+}
+
+/// Serves one request: parse, route, encode, log.
+pub async fn handle(svc: Arc<Service>, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    let start = Instant::now();
+    let req_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128 && !v.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let result = match segments(&path) {
+        Ok(segments) => {
+            route(Ctx {
+                svc,
+                method: method.clone(),
+                segments,
+                query,
+                req,
+                peer,
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::error!(req_id = %req_id, error = %e, code = e.code(), "request failed");
+            }
+            error_response(&e)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&req_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    tracing::info!(
+        req_id = %req_id,
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        peer_uid = peer.uid,
+        "request"
+    );
+    resp
+}

@@ -1,0 +1,212 @@
+//! Daemon configuration: the TOML file, its embedded defaults, and validation.
+//!
+//! Every key has a default, so the daemon runs with no file at all. Unknown
+//! keys are rejected (`deny_unknown_fields`): a typo in a config file must not
+//! silently fall back to a default. `conf/imgstore.toml` documents each key;
+//! a unit test checks that it parses to exactly [`Config::default`].
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The path read when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/imgstore/imgstore.toml";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root of the store: sled database, blobs, manifest records, temp files.
+    pub data_dir: PathBuf,
+    /// The Unix socket the API is served on.
+    pub socket: PathBuf,
+    /// Octal permission bits of the socket, as a string ("0660").
+    pub socket_mode: String,
+    /// Group that owns the socket; empty keeps the daemon's primary group.
+    pub socket_group: String,
+    /// tracing filter: error, warn, info, debug, trace (or a directive list).
+    pub log_level: String,
+    /// "json" (Bunyan-shaped lines) or "text".
+    pub log_format: String,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+    /// Pool images are installed into when a request names none.
+    pub default_pool: String,
+    pub limits: Limits,
+    pub zfs: ZfsConfig,
+}
+
+/// Limits that protect the daemon from runaway or hostile clients. All can
+/// be changed with SIGHUP.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest JSON request body (manifests, updates), in bytes.
+    pub max_body_bytes: u64,
+    /// Largest image file accepted by AddImageFile, in bytes.
+    pub max_file_bytes: u64,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Seconds a client has to send its request headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may stall (no byte received) before it is cut off.
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZfsConfig {
+    /// `zfs` command (a name looked up on PATH, or an absolute path).
+    pub zfs_bin: String,
+    /// `zpool` command.
+    pub zpool_bin: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/imgstore"),
+            socket: PathBuf::from("/var/run/imgstore.sock"),
+            socket_mode: "0660".into(),
+            socket_group: String::new(),
+            log_level: "info".into(),
+            log_format: "json".into(),
+            shutdown_grace_secs: 30,
+            default_pool: "zones".into(),
+            limits: Limits::default(),
+            zfs: ZfsConfig::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            max_file_bytes: 64 * 1024 * 1024 * 1024,
+            max_connections: 1024,
+            header_timeout_secs: 30,
+            idle_timeout_secs: 120,
+        }
+    }
+}
+
+impl Default for ZfsConfig {
+    fn default() -> Self {
+        ZfsConfig {
+            zfs_bin: "zfs".into(),
+            zpool_bin: "zpool".into(),
+        }
+    }
+}
+
+impl Limits {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+impl Config {
+    /// Loads the config. An explicit path must exist; the default path may be
+    /// absent, in which case the embedded defaults are used.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid TOML, has an unknown key or a
+    /// value that fails [`Config::validate`]. The message names the file.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default())
+            }
+            Err(e) => return Err(format!("config {}: {e}", path.display())),
+        };
+        Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that TOML types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        self.socket_mode_bits()?;
+        if !matches!(self.log_format.as_str(), "json" | "text") {
+            return Err(format!(
+                "log_format: expected \"json\" or \"text\", got {:?}",
+                self.log_format
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| format!("log_level {:?}: {e}", self.log_level))?;
+        if self.socket.as_os_str().len() > 100 {
+            return Err(format!(
+                "socket: path {} is longer than the 100 bytes a Unix socket address holds",
+                self.socket.display()
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        if self.limits.header_timeout_secs == 0 || self.limits.idle_timeout_secs == 0 {
+            return Err("limits: timeouts must be at least 1 second".into());
+        }
+        Ok(())
+    }
+
+    /// The socket mode as permission bits.
+    pub fn socket_mode_bits(&self) -> Result<u32, String> {
+        let s = self.socket_mode.trim_start_matches("0o");
+        match u32::from_str_radix(s, 8) {
+            Ok(m) if m <= 0o777 => Ok(m),
+            _ => Err(format!(
+                "socket_mode: expected octal permission bits such as \"0660\", got {:?}",
+                self.socket_mode
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_config_equals_embedded_defaults() {
+        let text = include_str!("../conf/imgstore.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("data_dirr = \"/x\"\n").unwrap_err();
+        assert!(err.contains("data_dirr"), "{err}");
+        let err = Config::parse("[limits]\nmax_fle_bytes = 3\n").unwrap_err();
+        assert!(err.contains("max_fle_bytes"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::parse("socket_mode = \"999\"").is_err());
+        assert!(Config::parse("log_format = \"xml\"").is_err());
+        assert!(Config::parse("log_level = \"info,[\"").is_err());
+        assert_eq!(
+            Config::parse("socket_mode = \"0600\"")
+                .unwrap()
+                .socket_mode_bits(),
+            Ok(0o600)
+        );
+    }
+
+    #[test]
+    fn missing_default_file_means_defaults_but_explicit_missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/imgstore.toml"))).unwrap_err();
+        assert!(err.contains("/nonexistent/imgstore.toml"), "{err}");
+    }
+}

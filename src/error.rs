@@ -1,0 +1,268 @@
+//! The daemon's error type: one enum, a stable code and an HTTP status for
+//! each variant, and the IMGAPI error body `{code, message, errors?}`.
+//!
+//! Codes are API. They use IMGAPI's names wherever IMGAPI has the condition
+//! (imgapi.md section 4) so existing clients understand them, and new names
+//! only for new conditions. Never rename one; the table test at the bottom
+//! pins code and status together.
+
+use crate::manifest::FieldError;
+use hyper::StatusCode;
+use serde_json::json;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    ResourceNotFound(String),
+    #[error("route {method} {path} does not exist")]
+    RouteNotFound { method: String, path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
+    #[error("{0}")]
+    Validation(String, Vec<FieldError>),
+    #[error("{0}")]
+    InvalidParameter(String, Vec<FieldError>),
+    /// A request body that is not the JSON it must be.
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("image {0} already exists")]
+    ImageUuidAlreadyExists(String),
+    #[error("image {0} is not unactivated: its file cannot be changed")]
+    ImageFilesImmutable(String),
+    #[error("image {0} is already activated")]
+    ImageAlreadyActivated(String),
+    #[error("image {0} has no file: add one before activating")]
+    NoActivationNoFile(String),
+    #[error("image {uuid} is the origin of {dependents:?}: delete those first")]
+    ImageHasDependentImages {
+        uuid: String,
+        dependents: Vec<String>,
+    },
+    #[error("origin image {0} does not exist")]
+    OriginDoesNotExist(String),
+    /// A file upload that did not arrive whole or did not match what was promised.
+    #[error("{0}")]
+    Upload(String, Vec<FieldError>),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    RangeNotSatisfiable(String, u64),
+    #[error("{0}")]
+    InsufficientStorage(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::ResourceNotFound(_) | Error::RouteNotFound { .. } => "ResourceNotFound",
+            Error::MethodNotAllowed { .. } => "MethodNotAllowed",
+            Error::Validation(..) => "ValidationFailed",
+            Error::InvalidParameter(..) | Error::MalformedBody(_) => "InvalidParameter",
+            Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            Error::ImageUuidAlreadyExists(_) => "ImageUuidAlreadyExists",
+            Error::ImageFilesImmutable(_) => "ImageFilesImmutable",
+            Error::ImageAlreadyActivated(_) => "ImageAlreadyActivated",
+            Error::NoActivationNoFile(_) => "NoActivationNoFile",
+            Error::ImageHasDependentImages { .. } => "ImageHasDependentImages",
+            Error::OriginDoesNotExist(_) => "OriginDoesNotExist",
+            Error::Upload(..) => "Upload",
+            Error::PayloadTooLarge(_) => "PayloadTooLarge",
+            Error::RangeNotSatisfiable(..) => "RequestedRangeNotSatisfiable",
+            Error::InsufficientStorage(_) => "InsufficientStorage",
+            Error::Forbidden(_) => "Forbidden",
+            Error::Conflict(_) => "Conflict",
+            Error::Unavailable(_) => "ServiceUnavailable",
+            Error::Internal(_) => "InternalError",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::ResourceNotFound(_) | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MalformedBody(_) | Error::Upload(..) => StatusCode::BAD_REQUEST,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Validation(..)
+            | Error::InvalidParameter(..)
+            | Error::ImageFilesImmutable(_)
+            | Error::ImageAlreadyActivated(_)
+            | Error::NoActivationNoFile(_)
+            | Error::ImageHasDependentImages { .. }
+            | Error::OriginDoesNotExist(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::ImageUuidAlreadyExists(_) | Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RangeNotSatisfiable(..) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The IMGAPI error body.
+    pub fn body(&self) -> serde_json::Value {
+        let mut v = json!({"code": self.code(), "message": self.to_string()});
+        let errors = match self {
+            Error::Validation(_, e) | Error::InvalidParameter(_, e) | Error::Upload(_, e) => e,
+            _ => return v,
+        };
+        if !errors.is_empty() {
+            v["errors"] = serde_json::to_value(errors).unwrap_or_default();
+        }
+        v
+    }
+
+    /// A `ValidationFailed` listing every field problem.
+    pub fn validation(errors: Vec<FieldError>) -> Error {
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        Error::Validation(
+            format!("invalid manifest: problems with {}", fields.join(", ")),
+            errors,
+        )
+    }
+
+    /// An `InvalidParameter` naming one parameter.
+    pub fn param(field: &str, message: impl Into<String>) -> Error {
+        let message = message.into();
+        Error::InvalidParameter(
+            format!("invalid parameter {field}: {message}"),
+            vec![FieldError {
+                field: field.into(),
+                code: "Invalid".into(),
+                message,
+            }],
+        )
+    }
+
+    /// An `InternalError` from anything displayable, with context.
+    pub fn internal(context: &str, e: impl std::fmt::Display) -> Error {
+        Error::Internal(format!("{context}: {e}"))
+    }
+
+    /// Maps an I/O error, turning a full disk into a 507.
+    pub fn io(context: &str, e: std::io::Error) -> Error {
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+            Error::InsufficientStorage(format!("{context}: no space left on device"))
+        } else {
+            Error::internal(context, e)
+        }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Error {
+        Error::internal("database", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Codes and statuses are API: this table is the contract.
+    #[test]
+    fn code_and_status_table() {
+        let s = String::new;
+        let table: Vec<(Error, &str, u16)> = vec![
+            (Error::ResourceNotFound(s()), "ResourceNotFound", 404),
+            (
+                Error::RouteNotFound {
+                    method: s(),
+                    path: s(),
+                },
+                "ResourceNotFound",
+                404,
+            ),
+            (
+                Error::MethodNotAllowed {
+                    method: s(),
+                    path: s(),
+                    allow: "GET",
+                },
+                "MethodNotAllowed",
+                405,
+            ),
+            (Error::Validation(s(), vec![]), "ValidationFailed", 422),
+            (
+                Error::InvalidParameter(s(), vec![]),
+                "InvalidParameter",
+                422,
+            ),
+            (Error::MalformedBody(s()), "InvalidParameter", 400),
+            (
+                Error::UnsupportedMediaType(s()),
+                "UnsupportedMediaType",
+                415,
+            ),
+            (
+                Error::ImageUuidAlreadyExists(s()),
+                "ImageUuidAlreadyExists",
+                409,
+            ),
+            (Error::ImageFilesImmutable(s()), "ImageFilesImmutable", 422),
+            (
+                Error::ImageAlreadyActivated(s()),
+                "ImageAlreadyActivated",
+                422,
+            ),
+            (Error::NoActivationNoFile(s()), "NoActivationNoFile", 422),
+            (
+                Error::ImageHasDependentImages {
+                    uuid: s(),
+                    dependents: vec![],
+                },
+                "ImageHasDependentImages",
+                422,
+            ),
+            (Error::OriginDoesNotExist(s()), "OriginDoesNotExist", 422),
+            (Error::Upload(s(), vec![]), "Upload", 400),
+            (Error::PayloadTooLarge(s()), "PayloadTooLarge", 413),
+            (
+                Error::RangeNotSatisfiable(s(), 0),
+                "RequestedRangeNotSatisfiable",
+                416,
+            ),
+            (Error::InsufficientStorage(s()), "InsufficientStorage", 507),
+            (Error::Forbidden(s()), "Forbidden", 403),
+            (Error::Conflict(s()), "Conflict", 409),
+            (Error::Unavailable(s()), "ServiceUnavailable", 503),
+            (Error::Internal(s()), "InternalError", 500),
+        ];
+        for (e, code, status) in table {
+            assert_eq!(e.code(), code, "{e:?}");
+            assert_eq!(e.status().as_u16(), status, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn full_disk_is_507() {
+        let e = Error::io("writing x", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(e.status().as_u16(), 507);
+        assert!(e.to_string().contains("writing x"));
+    }
+
+    #[test]
+    fn body_lists_field_errors() {
+        let e = Error::param("limit", "must be an integer from 1 to 1000");
+        let b = e.body();
+        assert_eq!(b["code"], "InvalidParameter");
+        assert_eq!(b["errors"][0]["field"], "limit");
+    }
+}

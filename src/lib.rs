@@ -1,0 +1,25 @@
+//! imgstore: the image store daemon of a ZFS compute node.
+//!
+//! # Layout
+//! - [`config`]: the TOML config, embedded defaults, validation.
+//! - [`error`]: the error enum with IMGAPI codes and HTTP statuses.
+//! - [`manifest`]: every rule of the IMGAPI manifest v2 (pure, no I/O).
+//! - [`store`]: the content-addressed blob store ([`store::cas`]) and the
+//!   metadata index in sled with on-disk records ([`store::meta`]).
+//! - [`service`]: the use cases (create, import, add file, activate, ...);
+//!   no HTTP types.
+//! - [`api`]: the route table and handlers (hyper), one file per resource.
+//! - [`server`]: data-dir and socket ownership, accept loop, signals.
+//! - [`log`]: structured logging with a reloadable level.
+//!
+//! The binary (`src/main.rs`) is thin: `imgstore serve` runs the daemon, and
+//! the other verbs are a client of its socket.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod manifest;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,0 +1,311 @@
+//! The daemon: owning the data dir and the socket, the accept loop, signals
+//! (SIGTERM/SIGINT drain and stop, SIGHUP reloads), and readiness.
+//!
+//! Ownership follows cloud-hypervisor's pattern: an exclusive `flock` on
+//! `<data_dir>/imgstore.lock` (holding our pid, so a refused second daemon can
+//! name the holder) and another on `<socket>.lock`; a stale socket left by a
+//! crash is removed only while holding the latter. The socket is created
+//! under a restrictive umask and then given its configured mode and group,
+//! so it is never briefly more open than configured.
+
+use crate::api::{self, Peer};
+use crate::config::Config;
+use crate::service::Service;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, Semaphore};
+
+/// What the daemon is asked to do by a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Shutdown,
+    Reload,
+}
+
+/// An exclusive lock on a file that holds the owner's pid.
+pub struct PidLock {
+    _lock: Flock<File>,
+    path: PathBuf,
+}
+
+impl PidLock {
+    /// Takes the lock without waiting.
+    ///
+    /// # Errors
+    /// Another process holds it (the message names its pid), or the file
+    /// cannot be opened.
+    pub fn acquire(path: &Path, what: &str) -> Result<PidLock, String> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| format!("lock file {}: {e}", path.display()))?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((mut file, _)) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(format!(
+                    "{what} is in use by another imgstore daemon (pid {}, lock {})",
+                    if pid.is_empty() { "unknown" } else { pid },
+                    path.display()
+                ));
+            }
+        };
+        let write = |f: &mut File| -> std::io::Result<()> {
+            f.set_len(0)?;
+            f.rewind()?;
+            writeln!(f, "{}", std::process::id())?;
+            f.sync_all()
+        };
+        write(&mut lock).map_err(|e| format!("lock file {}: {e}", path.display()))?;
+        Ok(PidLock {
+            _lock: lock,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A daemon that owns its data dir and socket and is ready to serve.
+pub struct Bound {
+    pub svc: Arc<Service>,
+    listener: UnixListener,
+    socket: PathBuf,
+    _data_lock: PidLock,
+    _socket_lock: PidLock,
+}
+
+/// Locks the data dir, opens the store and binds the socket.
+///
+/// # Errors
+/// A message naming what failed: the lock (with the holder's pid), the store,
+/// or the socket path.
+pub fn bind(config: Config) -> Result<Bound, String> {
+    let mode = config.socket_mode_bits()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
+    let data_lock = PidLock::acquire(
+        &config.data_dir.join("imgstore.lock"),
+        &format!("data dir {}", config.data_dir.display()),
+    )?;
+    let socket = config.socket.clone();
+    if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("socket directory {}: {e}", parent.display()))?;
+    }
+    let mut lock_name = socket.clone().into_os_string();
+    lock_name.push(".lock");
+    let socket_lock = PidLock::acquire(
+        Path::new(&lock_name),
+        &format!("socket {}", socket.display()),
+    )?;
+    let group = if config.socket_group.is_empty() {
+        None
+    } else {
+        let g = nix::unistd::Group::from_name(&config.socket_group)
+            .map_err(|e| format!("socket_group {:?}: {e}", config.socket_group))?
+            .ok_or_else(|| format!("socket_group {:?}: no such group", config.socket_group))?;
+        Some(g.gid)
+    };
+    let svc = Service::open(config)?;
+    // Holding the socket lock, a leftover socket can only be a crashed
+    // daemon's.
+    match std::fs::remove_file(&socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("removing stale socket {}: {e}", socket.display()))
+        }
+        _ => {}
+    }
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(&socket);
+    nix::sys::stat::umask(old);
+    let listener = listener.map_err(|e| format!("binding socket {}: {e}", socket.display()))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(&socket, None, Some(gid))
+            .map_err(|e| format!("chown of socket {}: {e}", socket.display()))?;
+    }
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod of socket {}: {e}", socket.display()))?;
+    Ok(Bound {
+        svc,
+        listener,
+        socket,
+        _data_lock: data_lock,
+        _socket_lock: socket_lock,
+    })
+}
+
+/// Tells systemd (Type=notify) that the daemon is ready, when it runs under
+/// systemd. A no-op elsewhere (SMF, a shell).
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), Path::new(&path))
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
+/// Serves until a `Shutdown` arrives on `control`, then drains in-flight
+/// requests (bounded by `shutdown_grace_secs`), flushes sled and removes
+/// the socket. `on_reload` is called for each `Reload`.
+///
+/// # Errors
+/// Accepting failed in a way that is not per-connection.
+pub async fn run(
+    bound: Bound,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    mut on_reload: impl FnMut(&Arc<Service>),
+) -> Result<(), String> {
+    let Bound {
+        svc,
+        listener,
+        socket,
+        ..
+    } = bound;
+    let mut max_conns = svc.limits().max_connections;
+    let permits = Arc::new(Semaphore::new(max_conns));
+    let graceful = GracefulShutdown::new();
+    tracing::info!(socket = %socket.display(), data_dir = %svc.config().data_dir.display(), pid = std::process::id(), "imgstore ready");
+    notify_systemd("READY=1");
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
+            c = control.recv() => match c {
+                Some(Control::Reload) => {
+                    on_reload(&svc);
+                    let want = svc.limits().max_connections;
+                    if want > max_conns {
+                        permits.add_permits(want - max_conns);
+                    } else {
+                        permits.forget_permits(max_conns - want);
+                    }
+                    max_conns = want;
+                    continue;
+                }
+                Some(Control::Shutdown) | None => break,
+            },
+        };
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            c = control.recv() => match c {
+                Some(Control::Reload) => { on_reload(&svc); continue; }
+                Some(Control::Shutdown) | None => break,
+            },
+        };
+        let peer = stream
+            .peer_cred()
+            .map(|c| Peer {
+                uid: Some(c.uid()),
+                gid: Some(c.gid()),
+                pid: c.pid(),
+            })
+            .unwrap_or_default();
+        let limits = svc.limits();
+        let svc = svc.clone();
+        let conn =
+            hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(limits.header_timeout_secs))
+                .serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req| {
+                        let svc = svc.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(api::handle(svc, req, peer).await)
+                        }
+                    }),
+                );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down: no longer accepting connections");
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    let grace = Duration::from_secs(svc.config().shutdown_grace_secs);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "in-flight requests did not finish in the grace period; cutting them off"
+        );
+    }
+    let flush_svc = svc.clone();
+    tokio::task::spawn_blocking(move || flush_svc.flush())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Turns SIGTERM/SIGINT/SIGHUP into [`Control`] messages. signal-hook runs
+/// its own thread, so no signal is lost while the runtime is busy.
+///
+/// # Errors
+/// The handlers cannot be registered.
+pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("registering signal handlers: {e}"))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let c = if sig == SIGHUP {
+                    Control::Reload
+                } else {
+                    Control::Shutdown
+                };
+                if tx.send(c).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("starting the signal thread: {e}"))?;
+    Ok(rx)
+}

@@ -1,0 +1,353 @@
+//! ListImages query filters: parsing from query pairs (strict: a bad value is
+//! an `InvalidParameter` naming the parameter) and matching against records.
+//!
+//! IMGAPI semantics (imgapi.md section 1): `name`/`version` with a `~` prefix
+//! match a substring; `type` (and `os`) with a `!` prefix exclude; `state`
+//! defaults to `active` and takes `all`; several `tag.KEY=VALUE` are ANDed;
+//! `marker` is a uuid or a date and returns images published at or after it;
+//! `sort` is `published_at[.asc|.desc]` (ascending by default). We break
+//! ties by uuid so that paging with a uuid marker is stable. Parameters this
+//! store does not use (`account`, `channel`, `inclAdminFields`, ...) are
+//! ignored, as IMGAPI ignores the ones it does not know.
+
+use crate::error::{Error, Result};
+use crate::store::meta::ImageRecord;
+use std::sync::Arc;
+
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Match {
+    Exact(String),
+    Substring(String),
+    Not(String),
+}
+
+impl Match {
+    fn parse(value: &str, allow_substring: bool, allow_not: bool) -> Match {
+        if let (true, Some(s)) = (allow_substring, value.strip_prefix('~')) {
+            Match::Substring(s.to_string())
+        } else if let (true, Some(s)) = (allow_not, value.strip_prefix('!')) {
+            Match::Not(s.to_string())
+        } else {
+            Match::Exact(value.to_string())
+        }
+    }
+
+    fn matches(&self, actual: Option<&str>) -> bool {
+        match self {
+            Match::Exact(v) => actual == Some(v.as_str()),
+            Match::Substring(v) => actual.is_some_and(|a| a.contains(v.as_str())),
+            Match::Not(v) => actual != Some(v.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Marker {
+    Uuid(String),
+    Date(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListFilter {
+    pub name: Option<Match>,
+    pub version: Option<Match>,
+    pub os: Option<Match>,
+    pub type_: Option<Match>,
+    /// `None` means every state (`state=all`).
+    pub state: Option<String>,
+    pub owner: Option<String>,
+    pub public: Option<bool>,
+    pub origin: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub limit: Option<usize>,
+    pub marker: Option<Marker>,
+    pub descending: bool,
+}
+
+const STATES: &[&str] = &["active", "unactivated", "disabled", "creating", "failed"];
+
+fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a str>> {
+    let mut found = pairs.iter().filter(|(k, _)| k == key);
+    let first = found.next().map(|(_, v)| v.as_str());
+    if found.next().is_some() {
+        return Err(Error::param(key, "given more than once"));
+    }
+    Ok(first)
+}
+
+fn uuid_param(key: &str, v: &str) -> Result<String> {
+    match uuid::Uuid::parse_str(v) {
+        Ok(u) if u.hyphenated().to_string() == v => Ok(v.to_string()),
+        _ => Err(Error::param(key, format!("{v:?} is not a lowercase UUID"))),
+    }
+}
+
+impl ListFilter {
+    /// Parses query pairs. Every filter may appear once, except `tag.*`.
+    ///
+    /// # Errors
+    /// `InvalidParameter` naming the first bad parameter.
+    pub fn parse(pairs: &[(String, String)]) -> Result<ListFilter> {
+        let mut f = ListFilter {
+            state: Some("active".into()),
+            ..Default::default()
+        };
+        if let Some(v) = single(pairs, "name")? {
+            f.name = Some(Match::parse(v, true, false));
+        }
+        if let Some(v) = single(pairs, "version")? {
+            f.version = Some(Match::parse(v, true, false));
+        }
+        if let Some(v) = single(pairs, "os")? {
+            f.os = Some(Match::parse(v, false, true));
+        }
+        if let Some(v) = single(pairs, "type")? {
+            f.type_ = Some(Match::parse(v, false, true));
+        }
+        if let Some(v) = single(pairs, "state")? {
+            f.state = match v {
+                "all" => None,
+                s if STATES.contains(&s) => Some(s.to_string()),
+                _ => {
+                    return Err(Error::param(
+                        "state",
+                        format!("{v:?} is not one of all, {}", STATES.join(", ")),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = single(pairs, "owner")? {
+            f.owner = Some(uuid_param("owner", v)?);
+        }
+        if let Some(v) = single(pairs, "origin")? {
+            f.origin = Some(uuid_param("origin", v)?);
+        }
+        if let Some(v) = single(pairs, "public")? {
+            f.public = Some(match v {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(Error::param(
+                        "public",
+                        format!("{v:?} is not true or false"),
+                    ))
+                }
+            });
+        }
+        if let Some(v) = single(pairs, "limit")? {
+            f.limit = Some(match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(Error::param(
+                        "limit",
+                        format!("{v:?} is not an integer from 1 to {MAX_LIMIT}"),
+                    ))
+                }
+            });
+        }
+        if let Some(v) = single(pairs, "marker")? {
+            f.marker = Some(if uuid::Uuid::parse_str(v).is_ok() {
+                Marker::Uuid(uuid_param("marker", v)?)
+            } else if chrono::DateTime::parse_from_rfc3339(v).is_ok() {
+                Marker::Date(v.to_string())
+            } else {
+                return Err(Error::param(
+                    "marker",
+                    format!("{v:?} is neither a UUID nor an RFC 3339 date"),
+                ));
+            });
+        }
+        if let Some(v) = single(pairs, "sort")? {
+            f.descending = match v {
+                "published_at" | "published_at.asc" => false,
+                "published_at.desc" => true,
+                _ => {
+                    return Err(Error::param(
+                        "sort",
+                        format!("{v:?} is not published_at, published_at.asc or published_at.desc"),
+                    ))
+                }
+            };
+        }
+        for (k, v) in pairs {
+            if let Some(tag) = k.strip_prefix("tag.") {
+                if tag.is_empty() {
+                    return Err(Error::param(k, "tag name is empty"));
+                }
+                f.tags.push((tag.to_string(), v.clone()));
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn matches(&self, rec: &ImageRecord) -> bool {
+        let m = &rec.manifest;
+        let s = |k: &str| m.get(k).and_then(|v| v.as_str());
+        self.name.as_ref().is_none_or(|f| f.matches(s("name")))
+            && self
+                .version
+                .as_ref()
+                .is_none_or(|f| f.matches(s("version")))
+            && self.os.as_ref().is_none_or(|f| f.matches(s("os")))
+            && self.type_.as_ref().is_none_or(|f| f.matches(s("type")))
+            && self
+                .state
+                .as_deref()
+                .is_none_or(|st| s("state") == Some(st))
+            && self.owner.as_deref().is_none_or(|o| s("owner") == Some(o))
+            && self
+                .origin
+                .as_deref()
+                .is_none_or(|o| s("origin") == Some(o))
+            && self
+                .public
+                .is_none_or(|p| m.get("public").and_then(|v| v.as_bool()) == Some(p))
+            && self.tags.iter().all(|(k, want)| {
+                m.get("tags")
+                    .and_then(|t| t.get(k))
+                    .is_some_and(|v| match v {
+                        serde_json::Value::String(s) => s == want,
+                        other => other.to_string() == *want,
+                    })
+            })
+    }
+
+    /// Filters, sorts and pages `all`.
+    ///
+    /// # Errors
+    /// A uuid marker that names no image.
+    pub fn apply(&self, all: Vec<Arc<ImageRecord>>) -> Result<Vec<Arc<ImageRecord>>> {
+        let key = |r: &ImageRecord| {
+            (
+                r.str_field("published_at").unwrap_or_default().to_string(),
+                r.uuid().to_string(),
+            )
+        };
+        let start = match &self.marker {
+            None => None,
+            Some(Marker::Date(d)) => Some((normalize_date(d), String::new())),
+            Some(Marker::Uuid(u)) => {
+                let rec = all
+                    .iter()
+                    .find(|r| r.uuid() == u)
+                    .ok_or_else(|| Error::param("marker", format!("no image {u}")))?;
+                Some(key(rec))
+            }
+        };
+        let mut out: Vec<_> = all.into_iter().filter(|r| self.matches(r)).collect();
+        out.sort_by_cached_key(|r| key(r));
+        if self.descending {
+            out.reverse();
+        }
+        if let Some(start) = start {
+            out.retain(|r| {
+                let k = key(r);
+                if self.descending {
+                    k <= start || (k.0 == start.0 && start.1.is_empty())
+                } else {
+                    k >= start
+                }
+            });
+        }
+        out.truncate(self.limit.unwrap_or(MAX_LIMIT));
+        Ok(out)
+    }
+}
+
+/// Dates compare as strings once they are in the server's own format.
+fn normalize_date(d: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(d)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn q(s: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(s.as_bytes()).into_owned().collect()
+    }
+
+    fn rec(uuid: &str, name: &str, published: &str, tags: serde_json::Value) -> Arc<ImageRecord> {
+        Arc::new(ImageRecord {
+            manifest: json!({"uuid": uuid, "name": name, "version": "1.0", "os": "smartos",
+                "type": "zone-dataset", "state": "active", "public": false,
+                "owner": "00000000-0000-0000-0000-000000000000",
+                "published_at": published, "tags": tags})
+            .as_object()
+            .unwrap()
+            .clone(),
+            activated: true,
+            content_md5: None,
+        })
+    }
+
+    #[test]
+    fn parse_rejects_bad_values_naming_the_parameter() {
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=abc", "limit"),
+            ("limit=1001", "limit"),
+            ("state=bogus", "state"),
+            ("public=yes", "public"),
+            ("owner=nope", "owner"),
+            ("sort=name", "sort"),
+            ("marker=yesterday", "marker"),
+            ("name=a&name=b", "name"),
+        ] {
+            let e = ListFilter::parse(&q(query)).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameter", "{query}");
+            assert_eq!(e.body()["errors"][0]["field"], field, "{query}");
+        }
+    }
+
+    #[test]
+    fn filters_match_imgapi_semantics() {
+        let a = rec(
+            "aaaaaaaa-0000-4000-8000-000000000000",
+            "base-64",
+            "2024-01-01T00:00:00.000Z",
+            json!({"role": "db", "n": 3}),
+        );
+        let b = rec(
+            "bbbbbbbb-0000-4000-8000-000000000000",
+            "minimal",
+            "2024-02-01T00:00:00.000Z",
+            json!({}),
+        );
+        let all = vec![a.clone(), b.clone()];
+        let run = |s: &str| -> Vec<String> {
+            ListFilter::parse(&q(s))
+                .unwrap()
+                .apply(all.clone())
+                .unwrap()
+                .iter()
+                .map(|r| r.str_field("name").unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(run(""), ["base-64", "minimal"]);
+        assert_eq!(run("name=~64"), ["base-64"]);
+        assert_eq!(run("name=base"), Vec::<String>::new());
+        assert_eq!(run("type=!zone-dataset"), Vec::<String>::new());
+        assert_eq!(run("tag.role=db"), ["base-64"]);
+        assert_eq!(run("tag.role=db&tag.n=3"), ["base-64"]);
+        assert_eq!(run("tag.role=db&tag.n=4"), Vec::<String>::new());
+        assert_eq!(run("sort=published_at.desc"), ["minimal", "base-64"]);
+        assert_eq!(run("limit=1"), ["base-64"]);
+        assert_eq!(
+            run("marker=bbbbbbbb-0000-4000-8000-000000000000"),
+            ["minimal"]
+        );
+        assert_eq!(run("marker=2024-01-15T00:00:00Z"), ["minimal"]);
+        assert_eq!(run("state=unactivated"), Vec::<String>::new());
+        assert_eq!(run("public=false&os=smartos"), ["base-64", "minimal"]);
+    }
+}

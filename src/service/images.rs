@@ -1,0 +1,430 @@
+//! Image use cases: create, import, add file, activate, enable/disable,
+//! update, delete, list, get, and opening the file for download.
+//!
+//! State follows IMGAPI (imgapi.md section 3): `activated` and `disabled`
+//! determine `state`, except for the placeholder states `creating` and
+//! `failed`. A file can be added only while unactivated; activation needs a
+//! file and sets `published_at` when unset.
+
+use super::filter::ListFilter;
+use super::Service;
+use crate::error::{Error, Result};
+use crate::manifest::{self, FieldError, Manifest};
+use crate::store::cas::Sealed;
+use crate::store::meta::ImageRecord;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Parameters of AddImageFile.
+#[derive(Debug, Clone)]
+pub struct FileParams {
+    pub compression: String,
+    pub sha1: Option<String>,
+    pub size: Option<u64>,
+    /// The request's Content-Length, when it had one.
+    pub content_length: Option<u64>,
+}
+
+/// Why a request body stopped early.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The client closed the connection or sent less than it announced.
+    Truncated(String),
+    /// No byte arrived for the idle timeout.
+    Idle(u64),
+}
+
+/// The chunks of an upload, as the HTTP layer receives them.
+pub type Chunks = mpsc::Receiver<std::result::Result<Bytes, BodyError>>;
+
+pub fn now_timestamp() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Checks a path uuid. IMGAPI answers ResourceNotFound for a malformed one.
+pub fn check_uuid(uuid: &str) -> Result<()> {
+    match uuid::Uuid::parse_str(uuid) {
+        Ok(u) if u.hyphenated().to_string() == uuid => Ok(()),
+        _ => Err(Error::ResourceNotFound(format!(
+            "image {uuid:?} not found: not a lowercase UUID"
+        ))),
+    }
+}
+
+fn calc_state(rec: &mut ImageRecord) {
+    let m = &mut rec.manifest;
+    if matches!(
+        m.get("state").and_then(|s| s.as_str()),
+        Some("creating" | "failed")
+    ) {
+        return;
+    }
+    let disabled = m.get("disabled").and_then(|v| v.as_bool()).unwrap_or(false);
+    let state = match (rec.activated, disabled) {
+        (false, _) => "unactivated",
+        (true, true) => "disabled",
+        (true, false) => "active",
+    };
+    m.insert("state".into(), json!(state));
+}
+
+fn not_found(uuid: &str) -> Error {
+    Error::ResourceNotFound(format!("image {uuid} not found"))
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(&context, e)
+}
+
+impl Service {
+    pub fn get_image(&self, uuid: &str) -> Result<Arc<ImageRecord>> {
+        check_uuid(uuid)?;
+        self.meta.get(uuid).ok_or_else(|| not_found(uuid))
+    }
+
+    pub fn list_images(&self, filter: &ListFilter) -> Result<Vec<Arc<ImageRecord>>> {
+        filter.apply(self.meta.all())
+    }
+
+    /// Checks that `origin`, when the manifest has one, is a stored image.
+    fn check_origin(&self, m: &Manifest) -> Result<()> {
+        if let Some(origin) = m.get("origin").and_then(|v| v.as_str()) {
+            if self.meta.get(origin).is_none() {
+                return Err(Error::OriginDoesNotExist(origin.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn put(&self, mut rec: ImageRecord) -> Result<Arc<ImageRecord>> {
+        calc_state(&mut rec);
+        let uuid = rec.uuid().to_string();
+        self.meta
+            .put(rec)
+            .map_err(io_err(format!("storing image {uuid}")))
+    }
+
+    /// CreateImage: a new unactivated image with a server-assigned uuid.
+    pub async fn create_image(self: &Arc<Self>, body: Value) -> Result<Arc<ImageRecord>> {
+        self.mutate(move |svc| {
+            let uuid = uuid::Uuid::new_v4().to_string();
+            let m = manifest::prepare_create(&body, &uuid).map_err(Error::validation)?;
+            svc.check_origin(&m)?;
+            svc.put(ImageRecord {
+                manifest: m,
+                activated: false,
+                content_md5: None,
+            })
+        })
+        .await
+    }
+
+    /// AdminImportImage: keeps the given uuid and `published_at`. A
+    /// `creating`/`failed` placeholder of the same uuid is replaced.
+    pub async fn import_image(
+        self: &Arc<Self>,
+        uuid: String,
+        body: Value,
+    ) -> Result<Arc<ImageRecord>> {
+        check_uuid(&uuid)?;
+        self.mutate(move |svc| {
+            if let Some(old) = svc.meta.get(&uuid) {
+                if !matches!(old.str_field("state"), Some("creating" | "failed")) {
+                    return Err(Error::ImageUuidAlreadyExists(uuid));
+                }
+            }
+            let m = manifest::prepare_import(&body, &uuid).map_err(Error::validation)?;
+            svc.check_origin(&m)?;
+            svc.put(ImageRecord {
+                manifest: m,
+                activated: false,
+                content_md5: None,
+            })
+        })
+        .await
+    }
+
+    /// AddImageFile: streams `chunks` into the blob store, verifying size and
+    /// SHA-1, then points the image's `files[0]` at the blob. Nothing is
+    /// stored unless every check passes.
+    pub async fn add_file(
+        self: &Arc<Self>,
+        uuid: String,
+        p: FileParams,
+        mut chunks: Chunks,
+    ) -> Result<Arc<ImageRecord>> {
+        let rec = self.get_image(&uuid)?;
+        if rec.activated {
+            return Err(Error::ImageFilesImmutable(uuid));
+        }
+        if !manifest::COMPRESSIONS.contains(&p.compression.as_str()) {
+            return Err(Error::param(
+                "compression",
+                format!(
+                    "{:?} is not one of {}",
+                    p.compression,
+                    manifest::COMPRESSIONS.join(", ")
+                ),
+            ));
+        }
+        if let Some(sha1) = &p.sha1 {
+            if sha1.len() != 40 || !sha1.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::param(
+                    "sha1",
+                    format!("{sha1:?} is not a 40-digit hex SHA-1"),
+                ));
+            }
+        }
+        let max = self.limits().max_file_bytes;
+        for (name, v) in [("size", p.size), ("Content-Length", p.content_length)] {
+            if let Some(n) = v.filter(|&n| n > max) {
+                return Err(Error::PayloadTooLarge(format!(
+                    "image file of {n} bytes ({name}) is larger than the limit of {max} bytes (limits.max_file_bytes)"
+                )));
+            }
+        }
+        let id = uuid.clone();
+        let (sealed, p) = self
+            .blocking(move |svc| svc.ingest(&id, &p, max, &mut chunks).map(|s| (s, p)))
+            .await?;
+        self.mutate(move |svc| svc.commit_file(&uuid, sealed, &p))
+            .await
+    }
+
+    /// Writes the upload into a temp file and checks it. Blocking.
+    fn ingest(&self, uuid: &str, p: &FileParams, max: u64, chunks: &mut Chunks) -> Result<Sealed> {
+        let ctx = || format!("writing the file of image {uuid}");
+        let mut ingest = self.cas.ingest().map_err(|e| Error::io(&ctx(), e))?;
+        // Coalesce small HTTP frames so that hashing and writing work on
+        // large buffers (and can run side by side).
+        const BUF: usize = 1 << 20;
+        let mut buf: Vec<u8> = Vec::with_capacity(BUF);
+        while let Some(chunk) = chunks.blocking_recv() {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let got = ingest.bytes_written() + buf.len() as u64;
+                    let expected = p.content_length.or(p.size);
+                    let msg = match e {
+                        BodyError::Truncated(why) => format!(
+                            "upload of image {uuid} ended after {got} bytes{}: {why}; nothing was stored",
+                            expected.map(|n| format!(" of {n}")).unwrap_or_default()
+                        ),
+                        BodyError::Idle(secs) => format!(
+                            "upload of image {uuid} stalled for {secs} s after {got} bytes; nothing was stored"
+                        ),
+                    };
+                    let errors = vec![FieldError {
+                        field: "size".into(),
+                        code: "Invalid".into(),
+                        message: format!(
+                            "expected {}, got {got}",
+                            expected.map_or("more".into(), |n| n.to_string())
+                        ),
+                    }];
+                    return Err(Error::Upload(msg, errors));
+                }
+            };
+            if ingest.bytes_written() + (buf.len() + chunk.len()) as u64 > max {
+                return Err(Error::PayloadTooLarge(format!(
+                    "image file for {uuid} is larger than the limit of {max} bytes (limits.max_file_bytes); nothing was stored"
+                )));
+            }
+            if buf.is_empty() && chunk.len() >= BUF {
+                ingest.write(&chunk).map_err(|e| Error::io(&ctx(), e))?;
+                continue;
+            }
+            buf.extend_from_slice(&chunk);
+            if buf.len() >= BUF {
+                ingest.write(&buf).map_err(|e| Error::io(&ctx(), e))?;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            ingest.write(&buf).map_err(|e| Error::io(&ctx(), e))?;
+        }
+        let sealed = ingest.finish().map_err(|e| Error::io(&ctx(), e))?;
+        let d = &sealed.digests;
+        let mut errors = Vec::new();
+        if d.size == 0 {
+            errors.push(FieldError {
+                field: "size".into(),
+                code: "Invalid".into(),
+                message: "the file is empty".into(),
+            });
+        }
+        if let Some(size) = p.size.filter(|&s| s != d.size) {
+            errors.push(FieldError {
+                field: "size".into(),
+                code: "Invalid".into(),
+                message: format!("expected {size}, got {}", d.size),
+            });
+        }
+        if let Some(sha1) = p.sha1.as_ref().filter(|s| !s.eq_ignore_ascii_case(&d.sha1)) {
+            errors.push(FieldError {
+                field: "sha1".into(),
+                code: "Invalid".into(),
+                message: format!("expected {sha1}, got {}", d.sha1),
+            });
+        }
+        if !errors.is_empty() {
+            let what: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{} {}", e.field, e.message))
+                .collect();
+            return Err(Error::Upload(
+                format!(
+                    "file for image {uuid} does not match: {}; nothing was stored",
+                    what.join("; ")
+                ),
+                errors,
+            ));
+        }
+        Ok(sealed)
+    }
+
+    /// Commits a checked upload and records it. Runs under the write lock.
+    fn commit_file(&self, uuid: &str, sealed: Sealed, p: &FileParams) -> Result<Arc<ImageRecord>> {
+        // Re-check: the image may have been activated or deleted while the
+        // body was streaming.
+        let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
+        if cur.activated {
+            return Err(Error::ImageFilesImmutable(uuid.to_string()));
+        }
+        let d = sealed.digests.clone();
+        self.cas
+            .commit(sealed)
+            .map_err(io_err(format!("storing the file of image {uuid}")))?;
+        let old_blob = cur.blob_sha256().map(str::to_string);
+        let mut rec = (*cur).clone();
+        rec.manifest.insert(
+            "files".into(),
+            json!([{
+                "sha1": d.sha1,
+                "size": d.size,
+                "compression": p.compression,
+                "digest": format!("sha256:{}", d.sha256),
+            }]),
+        );
+        rec.content_md5 = Some(d.md5_b64);
+        let rec = self.put(rec)?;
+        if let Some(old) = old_blob.filter(|o| *o != d.sha256) {
+            self.release_blob(&old);
+        }
+        Ok(rec)
+    }
+
+    /// Removes a blob once no image refers to it. Failures are logged, not
+    /// returned: the metadata change has been committed already, and an
+    /// unreferenced blob is only wasted space that `vacuum` reclaims.
+    fn release_blob(&self, sha256: &str) {
+        let used = self
+            .meta
+            .all()
+            .iter()
+            .any(|r| r.blob_sha256() == Some(sha256));
+        if !used {
+            if let Err(e) = self.cas.remove(sha256) {
+                tracing::warn!(blob = sha256, error = %e, "could not remove unreferenced blob");
+            }
+        }
+    }
+
+    pub async fn activate(self: &Arc<Self>, uuid: String) -> Result<Arc<ImageRecord>> {
+        check_uuid(&uuid)?;
+        self.mutate(move |svc| {
+            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
+            if cur.activated {
+                return Err(Error::ImageAlreadyActivated(uuid));
+            }
+            if cur.file().is_none() {
+                return Err(Error::NoActivationNoFile(uuid));
+            }
+            let mut rec = (*cur).clone();
+            rec.activated = true;
+            if !rec.manifest.contains_key("published_at") {
+                rec.manifest
+                    .insert("published_at".into(), json!(now_timestamp()));
+            }
+            rec.manifest.remove("expires_at");
+            svc.put(rec)
+        })
+        .await
+    }
+
+    pub async fn set_disabled(
+        self: &Arc<Self>,
+        uuid: String,
+        disabled: bool,
+    ) -> Result<Arc<ImageRecord>> {
+        check_uuid(&uuid)?;
+        self.mutate(move |svc| {
+            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
+            let mut rec = (*cur).clone();
+            rec.manifest.insert("disabled".into(), json!(disabled));
+            svc.put(rec)
+        })
+        .await
+    }
+
+    /// UpdateImage: changes mutable fields; the result is validated whole.
+    pub async fn update(
+        self: &Arc<Self>,
+        uuid: String,
+        changes: Value,
+    ) -> Result<Arc<ImageRecord>> {
+        check_uuid(&uuid)?;
+        self.mutate(move |svc| {
+            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
+            let m = manifest::apply_update(&cur.manifest, &changes).map_err(Error::validation)?;
+            svc.check_origin(&m)?;
+            let mut rec = (*cur).clone();
+            rec.manifest = m;
+            svc.put(rec)
+        })
+        .await
+    }
+
+    /// DeleteImage: refused while another image names this one as origin.
+    pub async fn delete(self: &Arc<Self>, uuid: String) -> Result<()> {
+        check_uuid(&uuid)?;
+        self.mutate(move |svc| {
+            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
+            let dependents: Vec<String> = svc
+                .meta
+                .all()
+                .iter()
+                .filter(|r| r.str_field("origin") == Some(uuid.as_str()))
+                .map(|r| r.uuid().to_string())
+                .collect();
+            if !dependents.is_empty() {
+                return Err(Error::ImageHasDependentImages { uuid, dependents });
+            }
+            svc.meta
+                .delete(&uuid)
+                .map_err(io_err(format!("deleting image {uuid}")))?;
+            if let Some(blob) = cur.blob_sha256() {
+                svc.release_blob(blob);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The path of the image's file, for download.
+    pub fn file_path(&self, uuid: &str) -> Result<(Arc<ImageRecord>, std::path::PathBuf)> {
+        let rec = self.get_image(uuid)?;
+        let sha = rec
+            .blob_sha256()
+            .ok_or_else(|| Error::ResourceNotFound(format!("image {uuid} has no file")))?;
+        let path = self
+            .cas
+            .blob_path(sha)
+            .map_err(|e| Error::internal(&format!("image {uuid}"), e))?;
+        Ok((rec, path))
+    }
+}

@@ -1,0 +1,98 @@
+//! The service layer: every use case of the store, with no HTTP types.
+//!
+//! Handlers in `api/` parse a request into a call here and turn the result
+//! into a response. Mutations run on the blocking pool (`spawn_blocking`)
+//! because they fsync files and flush sled, and they are serialised by one
+//! write lock: a node's image store sees a handful of writes a minute, and a
+//! single writer makes invariants such as "a blob is removed only when no
+//! image refers to it" and "an origin cannot be deleted while an image names
+//! it" trivially race-free. Reads come from the in-memory index and take no
+//! lock beyond it.
+
+pub mod filter;
+pub mod images;
+
+use crate::config::{Config, Limits};
+use crate::error::{Error, Result};
+use crate::store::{cas::Cas, meta::Meta};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+pub struct Service {
+    pub cas: Cas,
+    pub meta: Meta,
+    config: RwLock<Arc<Config>>,
+    write_lock: Mutex<()>,
+}
+
+impl Service {
+    /// Opens the store under the config's data dir.
+    ///
+    /// # Errors
+    /// The data dir cannot be created, or the store in it cannot be opened.
+    pub fn open(config: Config) -> std::result::Result<Arc<Service>, String> {
+        let dir: &Path = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
+        let cas = Cas::open(dir).map_err(|e| format!("blob store in {}: {e}", dir.display()))?;
+        let meta = Meta::open(dir)?;
+        Ok(Arc::new(Service {
+            cas,
+            meta,
+            config: RwLock::new(Arc::new(config)),
+            write_lock: Mutex::new(()),
+        }))
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap().clone()
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.config.read().unwrap().limits.clone()
+    }
+
+    /// Replaces the live config (SIGHUP).
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap() = Arc::new(config);
+    }
+
+    /// Runs `f` on the blocking pool holding the write lock.
+    pub async fn mutate<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        F: FnOnce(&Service) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let svc = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _guard = svc.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            f(&svc)
+        })
+        .await
+        .map_err(|e| Error::internal("write task", e))?
+    }
+
+    /// Runs blocking work (hashing, file I/O) off the async workers, without
+    /// the write lock.
+    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        F: FnOnce(&Service) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let svc = self.clone();
+        tokio::task::spawn_blocking(move || f(&svc))
+            .await
+            .map_err(|e| Error::internal("blocking task", e))?
+    }
+
+    /// Takes the write lock from code already on the blocking pool.
+    pub fn write_locked<T>(&self, f: impl FnOnce(&Service) -> Result<T>) -> Result<T> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        f(self)
+    }
+
+    /// Flushes sled; called at shutdown.
+    pub fn flush(&self) -> Result<()> {
+        self.meta.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,355 @@
+//! Content-addressed blob store: `blobs/sha256/<hex>` under the data dir.
+//!
+//! Blobs are keyed by SHA-256. IMGAPI's SHA-1 (and the MD5 served as
+//! `Content-MD5`) are computed in the same pass over the data, but never used
+//! as keys: SHA-1 collisions are practical. An ingest writes a temp file in
+//! `ingest/`, hashing as it goes; [`Ingest::finish`] fsyncs it and returns the
+//! digests so the caller can verify them; [`Cas::commit`] renames the file
+//! into place (or drops it when the same content is already stored), fsyncs
+//! the directory and makes the blob read-only. Until then nothing is visible.
+//! A temp file that is dropped without being committed is removed, and
+//! [`Cas::open`] removes any left by a crash.
+//!
+//! Everything here is blocking I/O: callers run it on the blocking pool.
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The digests and size of one piece of content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    /// Lowercase hex SHA-256: the blob's key.
+    pub sha256: String,
+    /// Lowercase hex SHA-1: IMGAPI's `files[].sha1`.
+    pub sha1: String,
+    /// Base64 MD5: the `Content-MD5` header.
+    pub md5_b64: String,
+    pub size: u64,
+}
+
+/// Hashes data with every digest the store keeps, in one pass.
+#[derive(Clone, Default)]
+pub struct Hasher {
+    sha256: Sha256,
+    sha1: Sha1,
+    md5: Md5,
+    size: u64,
+}
+
+impl Hasher {
+    pub fn new() -> Hasher {
+        Hasher::default()
+    }
+
+    /// Feeds bytes to the three digests. On a machine with two or more cores
+    /// large chunks are hashed on scoped threads side by side, so the slowest
+    /// digest alone sets the pace.
+    pub fn update(&mut self, buf: &[u8]) {
+        self.size += buf.len() as u64;
+        if buf.len() >= PARALLEL_MIN && parallel() {
+            let (sha256, sha1, md5) = (&mut self.sha256, &mut self.sha1, &mut self.md5);
+            std::thread::scope(|s| {
+                s.spawn(|| sha1.update(buf));
+                s.spawn(|| md5.update(buf));
+                sha256.update(buf);
+            });
+        } else {
+            self.sha256.update(buf);
+            self.sha1.update(buf);
+            self.md5.update(buf);
+        }
+    }
+
+    pub fn finish(self) -> Digests {
+        use base64::Engine;
+        Digests {
+            sha256: hex::encode(self.sha256.finalize()),
+            sha1: hex::encode(self.sha1.finalize()),
+            md5_b64: base64::engine::general_purpose::STANDARD.encode(self.md5.finalize()),
+            size: self.size,
+        }
+    }
+}
+
+/// Chunks smaller than this are hashed inline: thread start-up would cost
+/// more than it saves.
+const PARALLEL_MIN: usize = 256 * 1024;
+
+fn parallel() -> bool {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) > 1
+}
+
+/// Whether `s` is a lowercase hex SHA-256.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+pub struct Cas {
+    blobs: PathBuf,
+    ingest: PathBuf,
+}
+
+impl Cas {
+    /// Opens (creating) the store under `data_dir` and removes temp files a
+    /// crash left in `ingest/`.
+    ///
+    /// # Errors
+    /// The directories cannot be created or read.
+    pub fn open(data_dir: &Path) -> io::Result<Cas> {
+        let blobs = data_dir.join("blobs").join("sha256");
+        let ingest = data_dir.join("ingest");
+        fs::create_dir_all(&blobs)?;
+        fs::create_dir_all(&ingest)?;
+        let cas = Cas { blobs, ingest };
+        let removed = cas.clean_ingest()?;
+        if removed > 0 {
+            tracing::warn!(removed, "removed temp files left by an interrupted ingest");
+        }
+        Ok(cas)
+    }
+
+    fn clean_ingest(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for entry in fs::read_dir(&self.ingest)? {
+            let entry = entry?;
+            fs::remove_file(entry.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The path of a blob. `sha256` must already be validated hex, which it
+    /// is whenever it comes from a digest we computed or a manifest we
+    /// validated; anything else is refused here too, so no caller can reach
+    /// outside `blobs/`.
+    pub fn blob_path(&self, sha256: &str) -> io::Result<PathBuf> {
+        if !is_sha256_hex(sha256) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a sha256 hex digest: {sha256:?}"),
+            ));
+        }
+        Ok(self.blobs.join(sha256))
+    }
+
+    pub fn exists(&self, sha256: &str) -> bool {
+        self.blob_path(sha256).map(|p| p.exists()).unwrap_or(false)
+    }
+
+    /// Starts an ingest into a new temp file.
+    pub fn ingest(&self) -> io::Result<Ingest> {
+        let path = self.ingest.join(format!("{}.tmp", uuid::Uuid::new_v4()));
+        let file = File::options().write(true).create_new(true).open(&path)?;
+        Ok(Ingest {
+            file: Some(file),
+            path,
+            hasher: Hasher::new(),
+        })
+    }
+
+    /// Moves a finished ingest into place under its SHA-256. Identical content
+    /// already stored is kept and the new copy dropped. After this returns
+    /// the blob is durable and read-only.
+    ///
+    /// # Errors
+    /// Rename, chmod or the directory fsync failed; the temp file is removed.
+    pub fn commit(&self, sealed: Sealed) -> io::Result<PathBuf> {
+        let target = self.blob_path(&sealed.digests.sha256)?;
+        if target.exists() {
+            // `sealed` drops here and removes its temp file.
+            return Ok(target);
+        }
+        fs::set_permissions(&sealed.path, fs::Permissions::from_mode(0o444))?;
+        fs::rename(&sealed.path, &target)?;
+        sealed.disarm();
+        File::open(&self.blobs)?.sync_all()?;
+        Ok(target)
+    }
+
+    /// Removes a blob; a missing blob is not an error.
+    pub fn remove(&self, sha256: &str) -> io::Result<()> {
+        match fs::remove_file(self.blob_path(sha256)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every stored blob's hex digest (for checks and garbage collection).
+    pub fn list(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.blobs)? {
+            let name = entry?.file_name();
+            if let Some(s) = name.to_str() {
+                if is_sha256_hex(s) {
+                    out.push(s.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An ingest in progress: a temp file being written and hashed.
+pub struct Ingest {
+    file: Option<File>,
+    path: PathBuf,
+    hasher: Hasher,
+}
+
+impl Ingest {
+    pub fn bytes_written(&self) -> u64 {
+        self.hasher.size
+    }
+
+    /// Writes and hashes a chunk.
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .expect("ingest file is open until finish");
+        // Write and hash side by side: the page-cache copy and the digests
+        // then overlap instead of adding up.
+        let (hasher, mut file) = (&mut self.hasher, &*file);
+        if buf.len() >= PARALLEL_MIN && parallel() {
+            std::thread::scope(|s| {
+                let w = s.spawn(move || file.write_all(buf));
+                hasher.update(buf);
+                w.join().expect("write thread panicked")
+            })
+        } else {
+            hasher.update(buf);
+            file.write_all(buf)
+        }
+    }
+
+    /// Flushes and fsyncs the temp file and returns it with its digests, to
+    /// be checked by the caller and then committed.
+    pub fn finish(mut self) -> io::Result<Sealed> {
+        let file = self.file.take().expect("finish is called once");
+        file.sync_all()?;
+        drop(file);
+        let path = std::mem::take(&mut self.path);
+        let digests = std::mem::take(&mut self.hasher).finish();
+        Ok(Sealed {
+            path,
+            digests,
+            armed: true,
+        })
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A fully written, fsynced temp file and its digests. Dropping it removes
+/// the file.
+pub struct Sealed {
+    path: PathBuf,
+    pub digests: Digests,
+    armed: bool,
+}
+
+impl Sealed {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Sealed {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingest(cas: &Cas, data: &[u8]) -> Sealed {
+        let mut i = cas.ingest().unwrap();
+        for chunk in data.chunks(300_000) {
+            i.write(chunk).unwrap();
+        }
+        i.finish().unwrap()
+    }
+
+    #[test]
+    fn digests_match_known_values() {
+        let mut h = Hasher::new();
+        h.update(b"abc");
+        let d = h.finish();
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.sha1, "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(d.md5_b64, "kAFQmDzST7DWlj99KOF/cg==");
+        assert_eq!(d.size, 3);
+    }
+
+    #[test]
+    fn parallel_and_serial_hashing_agree() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut a = Hasher::new();
+        a.update(&data);
+        let mut b = Hasher::new();
+        for c in data.chunks(1000) {
+            b.update(c);
+        }
+        assert_eq!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn commit_dedupes_and_is_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let data = vec![42u8; 1_000_000];
+        let s1 = ingest(&cas, &data);
+        let hex = s1.digests.sha256.clone();
+        let p = cas.commit(s1).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), data);
+        assert!(fs::metadata(&p).unwrap().permissions().readonly());
+        let s2 = ingest(&cas, &data);
+        cas.commit(s2).unwrap();
+        assert_eq!(cas.list().unwrap(), vec![hex]);
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn dropped_ingest_leaves_nothing_and_open_cleans_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let mut i = cas.ingest().unwrap();
+        i.write(b"partial").unwrap();
+        drop(i);
+        drop(ingest(&cas, b"sealed but not committed"));
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+        fs::write(dir.path().join("ingest/left.tmp"), b"x").unwrap();
+        Cas::open(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn blob_path_refuses_non_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        assert!(cas.blob_path("../../etc/passwd").is_err());
+        assert!(cas.blob_path(&"A".repeat(64)).is_err());
+        assert!(cas.blob_path(&"a".repeat(64)).is_ok());
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real `imgstore` binary on a temp socket and data
+//! dir. One test binary; one module per area.
+
+mod common;
+mod daemon;
+mod images;
