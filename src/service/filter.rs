@@ -209,7 +209,9 @@ impl ListFilter {
                     .and_then(|t| t.get(k))
                     .is_some_and(|v| match v {
                         serde_json::Value::String(s) => s == want,
-                        other => other.to_string() == *want,
+                        other => {
+                            serde_json::to_string(other).ok().as_deref() == Some(want.as_str())
+                        }
                     })
             })
     }

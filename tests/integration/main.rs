@@ -4,3 +4,4 @@
 mod common;
 mod daemon;
 mod images;
+mod memory;
