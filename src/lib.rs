@@ -11,6 +11,7 @@
 //! - [`api`]: the route table and handlers (hyper), one file per resource.
 //! - [`server`]: data-dir and socket ownership, accept loop, signals.
 //! - [`log`]: structured logging with a reloadable level.
+//! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
 //!
 //! The binary (`src/main.rs`) is thin: `imgstore serve` runs the daemon, and
 //! the other verbs are a client of its socket.
@@ -23,3 +24,4 @@ pub mod manifest;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod zfs;
