@@ -65,6 +65,20 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    Cancelled(String),
+    #[error("image {uuid} is not installed in pool {pool}")]
+    ImageNotInstalled { uuid: String, pool: String },
+    #[error("{0}")]
+    ChecksumMismatch(String),
+    #[error("{0}")]
+    UnexpectedNumberOfSnapshots(String),
+    #[error("{0}")]
+    DatasetHasNoOrigin(String),
+    #[error("{0}")]
+    UncompressionError(String),
+    #[error(transparent)]
+    Zfs(#[from] crate::zfs::ZfsError),
 }
 
 impl Error {
@@ -90,6 +104,13 @@ impl Error {
             Error::Conflict(_) => "Conflict",
             Error::Unavailable(_) => "ServiceUnavailable",
             Error::Internal(_) => "InternalError",
+            Error::Cancelled(_) => "Cancelled",
+            Error::ImageNotInstalled { .. } => "ImageNotInstalled",
+            Error::ChecksumMismatch(_) => "ChecksumMismatch",
+            Error::UnexpectedNumberOfSnapshots(_) => "UnexpectedNumberOfSnapshots",
+            Error::DatasetHasNoOrigin(_) => "DatasetHasNoOrigin",
+            Error::UncompressionError(_) => "UncompressionError",
+            Error::Zfs(e) => e.code(),
         }
     }
 
@@ -113,6 +134,24 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Cancelled(_) => StatusCode::CONFLICT,
+            Error::ImageNotInstalled { .. } => StatusCode::NOT_FOUND,
+            Error::ChecksumMismatch(_)
+            | Error::UnexpectedNumberOfSnapshots(_)
+            | Error::DatasetHasNoOrigin(_)
+            | Error::UncompressionError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Zfs(e) => {
+                use crate::zfs::ZfsError as Z;
+                match e {
+                    Z::NotAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    Z::PoolNotFound { .. } | Z::DatasetNotFound { .. } => StatusCode::NOT_FOUND,
+                    Z::DatasetExists { .. } | Z::Cancelled { .. } => StatusCode::CONFLICT,
+                    Z::HasDependentClones { .. } | Z::InvalidName { .. } => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    Z::CommandFailed { .. } | Z::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }
         }
     }
 
@@ -175,6 +214,7 @@ impl From<sled::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zfs::ZfsError;
 
     /// Codes and statuses are API: this table is the contract.
     #[test]
@@ -244,6 +284,68 @@ mod tests {
             (Error::Conflict(s()), "Conflict", 409),
             (Error::Unavailable(s()), "ServiceUnavailable", 503),
             (Error::Internal(s()), "InternalError", 500),
+            (Error::Cancelled(s()), "Cancelled", 409),
+            (
+                Error::ImageNotInstalled {
+                    uuid: s(),
+                    pool: s(),
+                },
+                "ImageNotInstalled",
+                404,
+            ),
+            (Error::ChecksumMismatch(s()), "ChecksumMismatch", 422),
+            (
+                Error::UnexpectedNumberOfSnapshots(s()),
+                "UnexpectedNumberOfSnapshots",
+                422,
+            ),
+            (Error::DatasetHasNoOrigin(s()), "DatasetHasNoOrigin", 422),
+            (Error::UncompressionError(s()), "UncompressionError", 422),
+            (
+                Error::Zfs(ZfsError::NotAvailable { detail: s() }),
+                "ZfsNotAvailable",
+                503,
+            ),
+            (
+                Error::Zfs(ZfsError::PoolNotFound { pool: s() }),
+                "PoolNotFound",
+                404,
+            ),
+            (
+                Error::Zfs(ZfsError::DatasetNotFound { name: s() }),
+                "DatasetNotFound",
+                404,
+            ),
+            (
+                Error::Zfs(ZfsError::DatasetExists { name: s() }),
+                "DatasetExists",
+                409,
+            ),
+            (
+                Error::Zfs(ZfsError::HasDependentClones {
+                    name: s(),
+                    clones: vec![],
+                }),
+                "ImageHasDependentClones",
+                422,
+            ),
+            (
+                Error::Zfs(ZfsError::InvalidName {
+                    name: s(),
+                    reason: "x",
+                }),
+                "InvalidParameter",
+                422,
+            ),
+            (
+                Error::Zfs(ZfsError::CommandFailed {
+                    argv: s(),
+                    status: None,
+                    stderr: s(),
+                }),
+                "ZfsCommandFailed",
+                500,
+            ),
         ];
         for (e, code, status) in table {
             assert_eq!(e.code(), code, "{e:?}");

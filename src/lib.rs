@@ -24,4 +24,5 @@ pub mod manifest;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tasks;
 pub mod zfs;

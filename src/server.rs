@@ -196,6 +196,10 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     tracing::info!(socket = %socket.display(), data_dir = %svc.config().data_dir.display(), pid = std::process::id(), "imgstore ready");
     notify_systemd("READY=1");
+    // Undo what interrupted tasks left in ZFS (partial datasets, snapshots),
+    // without holding up readiness.
+    let recover = svc.clone();
+    tokio::task::spawn_blocking(move || recover.recover_journal());
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),

@@ -49,11 +49,16 @@ pub async fn get(ctx: Ctx) -> Result<Response<Body>> {
 
 /// `POST /images`: CreateImage.
 pub async fn create(ctx: Ctx) -> Result<Response<Body>> {
-    if let Some(action) = ctx.param("action")? {
-        return Err(Error::param(
-            "action",
-            format!("unknown action {action:?} on /images"),
-        ));
+    match ctx.param("action")? {
+        None => {}
+        Some("create-from-dataset") => return super::tasks::create_from_dataset(ctx).await,
+        Some("install-from-files") => return super::tasks::install_from_files(ctx).await,
+        Some(action) => {
+            return Err(Error::param(
+                "action",
+                format!("unknown action {action:?} on /images: expected create-from-dataset or install-from-files"),
+            ))
+        }
     }
     let (ctx, body) = json_body(ctx).await?;
     ok(ctx.svc.create_image(body).await?)
@@ -67,7 +72,7 @@ pub async fn action(ctx: Ctx) -> Result<Response<Body>> {
         .ok_or_else(|| {
             Error::param(
                 "action",
-                "missing: one of import, activate, enable, disable, update",
+                "missing: one of import, activate, enable, disable, update, install, export",
             )
         })?
         .to_string();
@@ -84,9 +89,11 @@ pub async fn action(ctx: Ctx) -> Result<Response<Body>> {
             let (_, body) = json_body(ctx).await?;
             ok(svc.update(uuid, body).await?)
         }
+        "install" => super::tasks::install(ctx).await,
+        "export" => super::tasks::export(ctx).await,
         other => Err(Error::param(
             "action",
-            format!("unknown action {other:?}: expected one of import, activate, enable, disable, update"),
+            format!("unknown action {other:?}: expected one of import, activate, enable, disable, update, install, export"),
         )),
     }
 }

@@ -6,6 +6,7 @@
 //! shape; no request ends in a hang or an HTML page.
 
 pub mod images;
+pub mod tasks;
 
 use crate::error::{Error, Result};
 use crate::service::Service;
@@ -182,6 +183,16 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
         (["images", _, "file"], &Method::GET | &Method::HEAD) => images::get_file(ctx).await,
         (["images", _, "file"], &Method::PUT) => images::put_file(ctx).await,
         (["images", _, "file"], _) => Err(not_allowed(&ctx, "GET, HEAD, PUT")),
+        (["tasks"], &Method::GET | &Method::HEAD) => tasks::list(ctx).await,
+        (["tasks"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
+        (["tasks", _], &Method::GET | &Method::HEAD) => tasks::get(ctx).await,
+        (["tasks", _], &Method::DELETE) => tasks::cancel(ctx).await,
+        (["tasks", _], _) => Err(not_allowed(&ctx, "GET, HEAD, DELETE")),
+        (["pools", _, "images"], &Method::GET | &Method::HEAD) => tasks::pool_images(ctx).await,
+        (["pools", _, "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
+        (["pools", _, "images", _], &Method::GET | &Method::HEAD) => tasks::pool_image(ctx).await,
+        (["pools", _, "images", _], &Method::DELETE) => tasks::uninstall(ctx).await,
+        (["pools", _, "images", _], _) => Err(not_allowed(&ctx, "GET, HEAD, DELETE")),
         _ => Err(Error::RouteNotFound {
             method: ctx.method.to_string(),
             path: ctx.req.uri().path().to_string(),

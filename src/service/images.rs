@@ -248,47 +248,17 @@ impl Service {
             ingest.write(&buf).map_err(|e| Error::io(&ctx(), e))?;
         }
         let sealed = ingest.finish().map_err(|e| Error::io(&ctx(), e))?;
-        let d = &sealed.digests;
-        let mut errors = Vec::new();
-        if d.size == 0 {
-            errors.push(FieldError {
-                field: "size".into(),
-                code: "Invalid".into(),
-                message: "the file is empty".into(),
-            });
-        }
-        if let Some(size) = p.size.filter(|&s| s != d.size) {
-            errors.push(FieldError {
-                field: "size".into(),
-                code: "Invalid".into(),
-                message: format!("expected {size}, got {}", d.size),
-            });
-        }
-        if let Some(sha1) = p.sha1.as_ref().filter(|s| !s.eq_ignore_ascii_case(&d.sha1)) {
-            errors.push(FieldError {
-                field: "sha1".into(),
-                code: "Invalid".into(),
-                message: format!("expected {sha1}, got {}", d.sha1),
-            });
-        }
-        if !errors.is_empty() {
-            let what: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{} {}", e.field, e.message))
-                .collect();
-            return Err(Error::Upload(
-                format!(
-                    "file for image {uuid} does not match: {}; nothing was stored",
-                    what.join("; ")
-                ),
-                errors,
-            ));
-        }
+        check_sealed(uuid, &sealed, p)?;
         Ok(sealed)
     }
 
     /// Commits a checked upload and records it. Runs under the write lock.
-    fn commit_file(&self, uuid: &str, sealed: Sealed, p: &FileParams) -> Result<Arc<ImageRecord>> {
+    pub(crate) fn commit_file(
+        &self,
+        uuid: &str,
+        sealed: Sealed,
+        p: &FileParams,
+    ) -> Result<Arc<ImageRecord>> {
         // Re-check: the image may have been activated or deleted while the
         // body was streaming.
         let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
@@ -336,24 +306,26 @@ impl Service {
 
     pub async fn activate(self: &Arc<Self>, uuid: String) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
-        self.mutate(move |svc| {
-            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
-            if cur.activated {
-                return Err(Error::ImageAlreadyActivated(uuid));
-            }
-            if cur.file().is_none() {
-                return Err(Error::NoActivationNoFile(uuid));
-            }
-            let mut rec = (*cur).clone();
-            rec.activated = true;
-            if !rec.manifest.contains_key("published_at") {
-                rec.manifest
-                    .insert("published_at".into(), json!(now_timestamp()));
-            }
-            rec.manifest.remove("expires_at");
-            svc.put(rec)
-        })
-        .await
+        self.mutate(move |svc| svc.activate_locked(&uuid)).await
+    }
+
+    /// ActivateImage, for callers holding the write lock.
+    pub(crate) fn activate_locked(&self, uuid: &str) -> Result<Arc<ImageRecord>> {
+        let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
+        if cur.activated {
+            return Err(Error::ImageAlreadyActivated(uuid.to_string()));
+        }
+        if cur.file().is_none() {
+            return Err(Error::NoActivationNoFile(uuid.to_string()));
+        }
+        let mut rec = (*cur).clone();
+        rec.activated = true;
+        if !rec.manifest.contains_key("published_at") {
+            rec.manifest
+                .insert("published_at".into(), json!(now_timestamp()));
+        }
+        rec.manifest.remove("expires_at");
+        self.put(rec)
     }
 
     pub async fn set_disabled(
@@ -427,4 +399,39 @@ impl Service {
             .map_err(|e| Error::internal(&format!("image {uuid}"), e))?;
         Ok((rec, path))
     }
+}
+
+/// Checks a written file against what the client promised: not empty, the
+/// declared size and SHA-1. The error names expected and actual values.
+pub(crate) fn check_sealed(uuid: &str, sealed: &Sealed, p: &FileParams) -> Result<()> {
+    let d = &sealed.digests;
+    let mut errors = Vec::new();
+    let invalid = |field: &str, message: String| FieldError {
+        field: field.into(),
+        code: "Invalid".into(),
+        message,
+    };
+    if d.size == 0 {
+        errors.push(invalid("size", "the file is empty".into()));
+    }
+    if let Some(size) = p.size.filter(|&s| s != d.size) {
+        errors.push(invalid("size", format!("expected {size}, got {}", d.size)));
+    }
+    if let Some(sha1) = p.sha1.as_ref().filter(|s| !s.eq_ignore_ascii_case(&d.sha1)) {
+        errors.push(invalid("sha1", format!("expected {sha1}, got {}", d.sha1)));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{} {}", e.field, e.message))
+        .collect();
+    Err(Error::Upload(
+        format!(
+            "file for image {uuid} does not match: {}; nothing was stored",
+            what.join("; ")
+        ),
+        errors,
+    ))
 }

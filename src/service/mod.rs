@@ -9,18 +9,30 @@
 //! it" trivially race-free. Reads come from the in-memory index and take no
 //! lock beyond it.
 
+pub mod create;
 pub mod filter;
 pub mod images;
+pub mod install;
+pub mod pipe;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
 use crate::store::{cas::Cas, meta::Meta};
+use crate::tasks::Tasks;
+use crate::zfs::Zfs;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub struct Service {
+    /// A weak handle on itself, so blocking code can start tasks that own
+    /// the service.
+    me: std::sync::Weak<Service>,
     pub cas: Cas,
     pub meta: Meta,
+    pub zfs: Zfs,
+    pub tasks: Arc<Tasks>,
+    /// Undo steps of running tasks (see `install.rs`).
+    journal: sled::Tree,
     config: RwLock<Arc<Config>>,
     write_lock: Mutex<()>,
 }
@@ -35,12 +47,30 @@ impl Service {
         std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
         let cas = Cas::open(dir).map_err(|e| format!("blob store in {}: {e}", dir.display()))?;
         let meta = Meta::open(dir)?;
-        Ok(Arc::new(Service {
+        let (tasks, interrupted) = meta
+            .tree("tasks")
+            .map_err(|e| format!("task database: {e}"))
+            .and_then(|t| Tasks::open(t).map_err(|e| e.to_string()))?;
+        for t in &interrupted {
+            tracing::warn!(task = %t.id, kind = %t.kind, "task was interrupted by a restart; marked failed");
+        }
+        let journal = meta.tree("journal").map_err(|e| format!("journal: {e}"))?;
+        let zfs = Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
+        Ok(Arc::new_cyclic(|me| Service {
+            me: me.clone(),
             cas,
             meta,
+            zfs,
+            tasks: Arc::new(tasks),
+            journal,
             config: RwLock::new(Arc::new(config)),
             write_lock: Mutex::new(()),
         }))
+    }
+
+    /// The `Arc` this service lives in.
+    pub fn arc(&self) -> Arc<Service> {
+        self.me.upgrade().expect("the service outlives its users")
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -468,3 +468,37 @@ fn admin_import_keeps_uuid_and_published_at() {
         .expect(200, None);
     assert_eq!(v["published_at"], "2020-01-02T03:04:05.000Z");
 }
+
+#[test]
+fn without_zfs_the_zfs_endpoints_say_so_and_the_rest_works() {
+    let d = Daemon::start();
+    std::fs::write(
+        d.config_path(),
+        "[zfs]\nzfs_bin = \"/nonexistent/zfs\"\nzpool_bin = \"/nonexistent/zpool\"\n",
+    )
+    .unwrap();
+    let mut d = d;
+    d.stop();
+    d.spawn();
+    let u = d.create_active("laptop", b"bytes", json!({}));
+    let v = d
+        .post(&format!("/images/{u}?action=install&pool=zones"))
+        .expect(503, Some("ZfsNotAvailable"));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/zpool")
+            || v["message"].as_str().unwrap().contains("not available"),
+        "{v}"
+    );
+    d.get("/pools/zones/images")
+        .expect(503, Some("ZfsNotAvailable"));
+    d.post_json(
+        "/images?action=create-from-dataset",
+        &json!({"dataset": "zones/vm", "manifest": {"name": "n", "version": "1"}}),
+    )
+    .expect(503, Some("ZfsNotAvailable"));
+    assert_eq!(d.get(&format!("/images/{u}/file")).body, b"bytes");
+    assert_eq!(d.get("/tasks").expect(200, None), json!([]));
+}

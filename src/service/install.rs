@@ -1,0 +1,421 @@
+//! Installing images into a pool, listing and uninstalling them, and the
+//! cleanup journal that makes every ZFS side effect of a task undoable
+//! after a crash.
+//!
+//! Install follows imgadm (imgadm.md section 2): the blob streams through
+//! its decompressor into `zfs receive POOL/UUID-partial`; the received
+//! dataset must have exactly one snapshot, renamed `@final`; then the
+//! dataset is renamed `POOL/UUID`. The blob's SHA-256 and SHA-1 are
+//! recomputed in the same pass (on a reader thread) and checked before the
+//! rename, so a corrupt blob never becomes a visible dataset. An image with
+//! an `origin` needs the origin installed: the whole chain is installed from
+//! the store, base first, each incremental stream received on top of its
+//! origin's `@final` (zfs finds the origin snapshot by guid).
+//!
+//! The journal: before a task creates anything in ZFS it records how to
+//! undo it (sled tree `journal`, flushed). On success the entry is dropped;
+//! on failure the undo runs at once; after a crash it runs at the next
+//! start. `-partial` datasets can therefore never survive a restart.
+
+use super::pipe::{self, ChannelReader, CopyError};
+use super::Service;
+use crate::error::{Error, Result};
+use crate::store::cas::Hasher;
+use crate::store::meta::ImageRecord;
+use crate::tasks::{Task, TaskCtx};
+use crate::zfs::{ReceiveOpts, ZfsError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// One undo step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Undo {
+    /// `zfs destroy -r NAME` if it exists.
+    Destroy { name: String },
+    /// `zfs rename FROM TO` if FROM exists (puts a moved-aside snapshot back).
+    Rename { from: String, to: String },
+}
+
+impl Service {
+    /// Records an undo step for `task` (durably, before the side effect).
+    pub fn journal_push(&self, task: &str, undo: Undo) -> Result<()> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let key = format!("{task}/{nanos:020}-{seq:010}");
+        let v = serde_json::to_vec(&undo).map_err(|e| Error::internal("journal", e))?;
+        self.journal.insert(key.as_bytes(), v)?;
+        self.journal.flush()?;
+        Ok(())
+    }
+
+    /// Forgets a task's undo steps (its work is committed).
+    pub fn journal_clear(&self, task: &str) -> Result<()> {
+        for k in self
+            .journal
+            .scan_prefix(format!("{task}/").as_bytes())
+            .keys()
+        {
+            self.journal.remove(k?)?;
+        }
+        self.journal.flush()?;
+        Ok(())
+    }
+
+    /// Runs a task's undo steps, newest first, then forgets them. Failures
+    /// are logged and the step is kept for the next start.
+    pub fn journal_undo(&self, task: &str) {
+        let entries: Vec<_> = self
+            .journal
+            .scan_prefix(format!("{task}/").as_bytes())
+            .filter_map(|r| r.ok())
+            .collect();
+        for (k, v) in entries.into_iter().rev() {
+            let Ok(undo) = serde_json::from_slice::<Undo>(&v) else {
+                let _ = self.journal.remove(k);
+                continue;
+            };
+            match self.apply_undo(&undo) {
+                Ok(()) => {
+                    tracing::info!(task, ?undo, "undid partial ZFS state");
+                    let _ = self.journal.remove(k);
+                }
+                Err(e) => {
+                    tracing::error!(task, ?undo, error = %e, "could not undo partial ZFS state; will retry at next start")
+                }
+            }
+        }
+        let _ = self.journal.flush();
+    }
+
+    fn apply_undo(&self, undo: &Undo) -> Result<()> {
+        match undo {
+            Undo::Destroy { name } => {
+                if self.zfs.exists(name)? {
+                    self.zfs.destroy(name, true)?;
+                }
+            }
+            Undo::Rename { from, to } => {
+                if self.zfs.exists(from)? && !self.zfs.exists(to)? {
+                    self.zfs.rename(from, to)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At start: undo what interrupted tasks left in ZFS. Runs on the
+    /// blocking pool after the socket is up; a node without ZFS keeps its
+    /// journal for a start where ZFS is there.
+    pub fn recover_journal(&self) {
+        let tasks: std::collections::BTreeSet<String> = self
+            .journal
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter_map(|k| {
+                String::from_utf8_lossy(&k)
+                    .split('/')
+                    .next()
+                    .map(str::to_string)
+            })
+            .collect();
+        if tasks.is_empty() {
+            return;
+        }
+        if let Err(e) = self.zfs.available() {
+            tracing::warn!(error = %e, pending = tasks.len(), "ZFS unavailable: partial datasets of interrupted tasks are cleaned up at a later start");
+            return;
+        }
+        for t in tasks {
+            self.journal_undo(&t);
+        }
+    }
+
+    /// The origin chain of an image from the store, base first, ending with
+    /// the image itself.
+    pub fn ancestry(&self, uuid: &str) -> Result<Vec<Arc<ImageRecord>>> {
+        let mut chain = vec![self.get_image(uuid)?];
+        while let Some(origin) = chain
+            .last()
+            .unwrap()
+            .str_field("origin")
+            .map(str::to_string)
+        {
+            if chain.len() > 100 {
+                return Err(Error::param(
+                    "origin",
+                    format!("origin chain of {uuid} is longer than 100 images"),
+                ));
+            }
+            let rec = self
+                .meta
+                .get(&origin)
+                .ok_or_else(|| Error::OriginDoesNotExist(origin.clone()))?;
+            if chain.iter().any(|r| r.uuid() == origin) {
+                return Err(Error::param(
+                    "origin",
+                    format!("origin chain of {uuid} has a cycle at {origin}"),
+                ));
+            }
+            chain.push(rec);
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// Starts installing an image (and any missing origins) into `pool`.
+    /// A second request for the same image and pool gets the running task.
+    ///
+    /// # Errors
+    /// Unknown image, an image without a file, a bad pool name, no ZFS.
+    pub fn install(self: &Arc<Self>, uuid: &str, pool: Option<&str>) -> Result<(Task, bool)> {
+        let pool = pool
+            .map(str::to_string)
+            .unwrap_or_else(|| self.config().default_pool.clone());
+        crate::zfs::validate_pool_name(&pool)?;
+        let chain = self.ancestry(uuid)?;
+        for rec in &chain {
+            if rec.blob_sha256().is_none() {
+                return Err(Error::NoActivationNoFile(rec.uuid().to_string()));
+            }
+        }
+        if !self.zfs.pool_exists(&pool)? {
+            return Err(ZfsError::PoolNotFound { pool }.into());
+        }
+        let svc = self.clone();
+        let uuid = uuid.to_string();
+        let input = json!({"image_uuid": uuid, "pool": pool});
+        let key = format!("install:{pool}:{uuid}");
+        self.tasks.start("install", input, Some(key), move |ctx| {
+            svc.run_install(ctx, &uuid, &pool)?;
+            Ok(json!({"image_uuid": uuid, "pool": pool, "dataset": format!("{pool}/{uuid}")}))
+        })
+    }
+
+    /// The install task's body (blocking).
+    pub fn run_install(&self, ctx: &TaskCtx, uuid: &str, pool: &str) -> Result<()> {
+        if !self.zfs.pool_exists(pool)? {
+            return Err(ZfsError::PoolNotFound {
+                pool: pool.to_string(),
+            }
+            .into());
+        }
+        let chain = self.ancestry(uuid)?;
+        let mut todo = Vec::new();
+        for rec in chain {
+            if !self.zfs.exists(&format!("{pool}/{}@final", rec.uuid()))? {
+                todo.push(rec);
+            }
+        }
+        ctx.set_total(todo.iter().map(|r| file_size(r)).sum());
+        for rec in todo {
+            ctx.check()?;
+            let result = self.install_one(ctx, &rec, pool);
+            if result.is_err() {
+                self.journal_undo(ctx.id());
+            } else {
+                self.journal_clear(ctx.id())?;
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    fn install_one(&self, ctx: &TaskCtx, rec: &ImageRecord, pool: &str) -> Result<()> {
+        let uuid = rec.uuid();
+        let target = format!("{pool}/{uuid}");
+        let partial = format!("{target}-partial");
+        if self.zfs.exists(&target)? {
+            return Err(ZfsError::DatasetExists { name: target }.into());
+        }
+        if self.zfs.exists(&partial)? {
+            tracing::warn!(dataset = %partial, "destroying a leftover partial dataset");
+            self.zfs.destroy(&partial, true)?;
+        }
+        let file = rec.file().cloned().unwrap_or_default();
+        let compression = file
+            .get("compression")
+            .and_then(|v| v.as_str())
+            .unwrap_or("none")
+            .to_string();
+        let want_sha1 = file
+            .get("sha1")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let want_sha256 = rec.blob_sha256().unwrap_or_default().to_string();
+        let path = self
+            .cas
+            .blob_path(&want_sha256)
+            .map_err(|e| Error::internal(&format!("image {uuid}"), e))?;
+        let blob = std::fs::File::open(&path)
+            .map_err(|e| Error::internal(&format!("opening the file of image {uuid}"), e))?;
+
+        self.journal_push(
+            ctx.id(),
+            Undo::Destroy {
+                name: partial.clone(),
+            },
+        )?;
+        let mut child = self.zfs.receive(
+            &partial,
+            ReceiveOpts {
+                no_mount: true,
+                ..Default::default()
+            },
+        )?;
+        let canceller = child.canceller();
+        ctx.on_cancel(move || canceller.cancel());
+        let mut writer = child.take_writer().expect("fresh receive has a writer");
+
+        // Thread 1 reads and hashes the blob; this thread decompresses and
+        // feeds zfs. Hashing thus overlaps decompression and the receive.
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let (copied, digests) = std::thread::scope(|s| {
+            let reader = s.spawn(move || {
+                let mut h = Hasher::new();
+                let r = pipe::produce(blob, tx, |chunk| {
+                    h.update(chunk);
+                    ctx.add_done(chunk.len() as u64);
+                });
+                r.map(|()| h.finish())
+            });
+            let copied = match pipe::decompressor(&compression, ChannelReader::new(rx)) {
+                Ok(mut src) => pipe::copy(ctx, &mut src, &mut writer, false),
+                Err(e) => Err(CopyError::Read(std::io::Error::other(e.to_string()))),
+            };
+            drop(writer);
+            (copied, reader.join().expect("reader thread panicked"))
+        });
+        let finished = child.finish();
+        ctx.check()?;
+        let digests = digests
+            .map_err(|e| Error::internal(&format!("reading the file of image {uuid}"), e))?;
+        // A stream zfs refused is zfs's error; a decompressor that choked on
+        // a blob whose digests are right is a corrupt image.
+        let checksum_ok = digests.sha256 == want_sha256 && digests.sha1 == want_sha1;
+        if !checksum_ok {
+            return Err(Error::ChecksumMismatch(format!(
+                "file of image {uuid} does not match its manifest (sha1 {want_sha1}, sha256 {want_sha256}): got sha1 {}, sha256 {}; the install was aborted",
+                digests.sha1, digests.sha256
+            )));
+        }
+        match copied {
+            Err(CopyError::Read(e)) => {
+                return Err(Error::UncompressionError(format!(
+                    "decompressing the {compression} file of image {uuid}: {e}"
+                )))
+            }
+            Err(CopyError::Cancelled) => {
+                return Err(Error::Cancelled(format!(
+                    "install of image {uuid} was cancelled"
+                )))
+            }
+            Err(CopyError::Write(e)) => {
+                // zfs stopped reading: its own reason says why.
+                finished?;
+                return Err(Error::internal(
+                    &format!("feeding zfs receive {partial}"),
+                    e,
+                ));
+            }
+            Ok(_) => finished?,
+        }
+        let snaps = self.zfs.list_snapshots(&partial)?;
+        if snaps.len() != 1 {
+            return Err(Error::UnexpectedNumberOfSnapshots(format!(
+                "image {uuid}: the received dataset has {} snapshots, expected exactly 1",
+                snaps.len()
+            )));
+        }
+        let final_snap = format!("{partial}@final");
+        if snaps[0].name != final_snap {
+            self.zfs.rename(&snaps[0].name, &final_snap)?;
+        }
+        self.zfs.rename(&partial, &target)?;
+        tracing::info!(image = uuid, dataset = %target, "image installed");
+        Ok(())
+    }
+
+    /// Images installed in a pool: `POOL/UUID` datasets that have an
+    /// `@final` snapshot or whose uuid is a stored image, joined with the
+    /// manifests (like `imgadm list -j`).
+    pub fn installed(&self, pool: &str) -> Result<Vec<Value>> {
+        crate::zfs::validate_pool_name(pool)?;
+        if !self.zfs.pool_exists(pool)? {
+            return Err(ZfsError::PoolNotFound {
+                pool: pool.to_string(),
+            }
+            .into());
+        }
+        let mut out = Vec::new();
+        for ds in self.zfs.list_datasets(pool, Some(1))? {
+            let Some(uuid) = ds.name.strip_prefix(&format!("{pool}/")) else {
+                continue;
+            };
+            if super::images::check_uuid(uuid).is_err() {
+                continue;
+            }
+            let rec = self.meta.get(uuid);
+            let final_snap = format!("{}@final", ds.name);
+            let has_final = self.zfs.exists(&final_snap)?;
+            if rec.is_none() && !has_final {
+                continue;
+            }
+            let clones = if has_final {
+                self.zfs.clones_of(&final_snap)?.len()
+            } else {
+                0
+            };
+            out.push(json!({
+                "manifest": rec.map(|r| Value::Object(r.manifest.clone())),
+                "zpool": pool,
+                "dataset": ds.name,
+                "clones": clones,
+                "origin_snapshot": ds.origin,
+                "used": ds.used,
+                "referenced": ds.referenced,
+            }));
+        }
+        Ok(out)
+    }
+
+    pub fn installed_one(&self, pool: &str, uuid: &str) -> Result<Value> {
+        super::images::check_uuid(uuid)?;
+        self.installed(pool)?
+            .into_iter()
+            .find(|v| v["dataset"] == format!("{pool}/{uuid}"))
+            .ok_or_else(|| Error::ImageNotInstalled {
+                uuid: uuid.to_string(),
+                pool: pool.to_string(),
+            })
+    }
+
+    /// Uninstalls (`zfs destroy -r POOL/UUID`), refused while clones of its
+    /// `@final` exist (VMs, or images installed on top of it).
+    pub fn uninstall(&self, pool: &str, uuid: &str) -> Result<()> {
+        self.installed_one(pool, uuid)?;
+        let ds = format!("{pool}/{uuid}");
+        let clones = self.zfs.clones_of(&format!("{ds}@final"))?;
+        if !clones.is_empty() {
+            return Err(ZfsError::HasDependentClones {
+                name: format!("{ds}@final"),
+                clones,
+            }
+            .into());
+        }
+        self.zfs.destroy(&ds, true)?;
+        tracing::info!(image = uuid, dataset = %ds, "image uninstalled");
+        Ok(())
+    }
+}
+
+fn file_size(rec: &ImageRecord) -> u64 {
+    rec.file()
+        .and_then(|f| f.get("size"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
