@@ -77,6 +77,8 @@ pub enum Error {
     DatasetHasNoOrigin(String),
     #[error("{0}")]
     UncompressionError(String),
+    #[error("{0}")]
+    NotSupported(String),
     #[error(transparent)]
     Zfs(#[from] crate::zfs::ZfsError),
 }
@@ -110,6 +112,7 @@ impl Error {
             Error::UnexpectedNumberOfSnapshots(_) => "UnexpectedNumberOfSnapshots",
             Error::DatasetHasNoOrigin(_) => "DatasetHasNoOrigin",
             Error::UncompressionError(_) => "UncompressionError",
+            Error::NotSupported(_) => "NotSupported",
             Error::Zfs(e) => e.code(),
         }
     }
@@ -139,7 +142,8 @@ impl Error {
             Error::ChecksumMismatch(_)
             | Error::UnexpectedNumberOfSnapshots(_)
             | Error::DatasetHasNoOrigin(_)
-            | Error::UncompressionError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | Error::UncompressionError(_)
+            | Error::NotSupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Zfs(e) => {
                 use crate::zfs::ZfsError as Z;
                 match e {
@@ -301,6 +305,7 @@ mod tests {
             ),
             (Error::DatasetHasNoOrigin(s()), "DatasetHasNoOrigin", 422),
             (Error::UncompressionError(s()), "UncompressionError", 422),
+            (Error::NotSupported(s()), "NotSupported", 422),
             (
                 Error::Zfs(ZfsError::NotAvailable { detail: s() }),
                 "ZfsNotAvailable",

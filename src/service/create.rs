@@ -34,6 +34,11 @@ pub struct CreateRequest {
     pub incremental: bool,
     #[serde(default = "default_compression")]
     pub compression: String,
+    /// `zfs send -c`: keep blocks compressed as they are on disk. Faster and
+    /// smaller, but the image then installs only on pools that support the
+    /// same block compression; refused where this ZFS lacks `send -c`.
+    #[serde(default)]
+    pub send_compressed: bool,
 }
 
 fn default_compression() -> String {
@@ -110,7 +115,12 @@ impl Service {
             Value::Object(m) => m.clone(),
             _ => return Err(Error::param("manifest", "must be a JSON object")),
         };
-        self.zfs.available()?;
+        let features = self.zfs.available()?;
+        if req.send_compressed && !features.compressed_send {
+            return Err(Error::NotSupported(
+                "send_compressed: this ZFS has no `zfs send -c`".into(),
+            ));
+        }
         if !self.zfs.exists(&req.dataset)? {
             return Err(crate::zfs::ZfsError::DatasetNotFound {
                 name: req.dataset.clone(),
@@ -159,7 +169,7 @@ impl Service {
         let m = manifest::prepare_create(&Value::Object(body), &uuid).map_err(Error::validation)?;
         self.check_origin_exists(&m)?;
         let svc = self.clone();
-        let input = json!({"dataset": req.dataset, "incremental": req.incremental, "compression": req.compression, "manifest": req.manifest});
+        let input = json!({"dataset": req.dataset, "incremental": req.incremental, "compression": req.compression, "send_compressed": req.send_compressed, "manifest": req.manifest});
         let send_from = if req.incremental { origin_snap } else { None };
         self.tasks.start("create", input, None, move |ctx| {
             let result = svc.run_create(ctx, &req, send_from.as_deref(), m);
@@ -219,7 +229,11 @@ impl Service {
         {
             ctx.set_total(size);
         }
-        let mut child = self.zfs.send(&snap, send_from, SendOpts::default())?;
+        let opts = SendOpts {
+            compressed: req.send_compressed,
+            ..Default::default()
+        };
+        let mut child = self.zfs.send(&snap, send_from, opts)?;
         let canceller = child.canceller();
         ctx.on_cancel(move || canceller.cancel());
         let mut reader = child.take_reader().expect("fresh send has a reader");

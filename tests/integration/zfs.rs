@@ -548,3 +548,35 @@ fn export_and_install_from_files_round_trip() {
     destroy(&format!("{}/{uuid}", pool()));
     destroy(&src);
 }
+
+/// Whether this ZFS has `zfs send -c`, asked the way the driver asks.
+fn has_compressed_send() -> bool {
+    let out = Command::new("zfs")
+        .args(["send", "-c"])
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    !String::from_utf8_lossy(&out.stderr).contains("invalid option")
+}
+
+#[test]
+fn compressed_send_is_used_where_zfs_has_it_and_refused_where_not() {
+    let d = Daemon::start();
+    let src = make_source("sendc");
+    let body = json!({"dataset": src, "send_compressed": true,
+        "manifest": {"name": "sendc", "version": "1", "type": "zone-dataset", "os": "smartos"}});
+    let r = d.post_json("/images?action=create-from-dataset", &body);
+    if has_compressed_send() {
+        let t = expect_success(&d, &r.expect(202, None));
+        let uuid = t["result"]["image_uuid"].as_str().unwrap().to_string();
+        install(&d, &uuid);
+        let ds = format!("{}/{uuid}", pool());
+        assert_eq!(tree(&mountpoint(&ds)), tree(&mountpoint(&src)));
+        destroy(&ds);
+    } else {
+        let v = r.expect(422, Some("NotSupported"));
+        assert!(v["message"].as_str().unwrap().contains("send -c"), "{v}");
+        assert!(!exists(&format!("{src}@final")), "nothing was done");
+    }
+    destroy(&src);
+}
