@@ -2,6 +2,7 @@
 //! dir. One test binary; one module per area.
 
 mod common;
+mod compat;
 mod daemon;
 mod images;
 mod memory;
