@@ -3,4 +3,5 @@
 
 pub mod cas;
 pub mod meta;
+pub mod packages;
 pub mod records;
