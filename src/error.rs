@@ -48,6 +48,9 @@ pub enum Error {
     },
     #[error("origin image {0} does not exist")]
     OriginDoesNotExist(String),
+    /// A package with that id, or that name and version, is already stored.
+    #[error("{0}")]
+    PackageExists(String),
     /// A file upload that did not arrive whole or did not match what was promised.
     #[error("{0}")]
     Upload(String, Vec<FieldError>),
@@ -82,6 +85,7 @@ impl Error {
             Error::NoActivationNoFile(_) => "NoActivationNoFile",
             Error::ImageHasDependentImages { .. } => "ImageHasDependentImages",
             Error::OriginDoesNotExist(_) => "OriginDoesNotExist",
+            Error::PackageExists(_) => "PackageExists",
             Error::Upload(..) => "Upload",
             Error::PayloadTooLarge(_) => "PayloadTooLarge",
             Error::RangeNotSatisfiable(..) => "RequestedRangeNotSatisfiable",
@@ -106,7 +110,9 @@ impl Error {
             | Error::NoActivationNoFile(_)
             | Error::ImageHasDependentImages { .. }
             | Error::OriginDoesNotExist(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::ImageUuidAlreadyExists(_) | Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::ImageUuidAlreadyExists(_) | Error::PackageExists(_) | Error::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RangeNotSatisfiable(..) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -232,6 +238,7 @@ mod tests {
                 422,
             ),
             (Error::OriginDoesNotExist(s()), "OriginDoesNotExist", 422),
+            (Error::PackageExists(s()), "PackageExists", 409),
             (Error::Upload(s(), vec![]), "Upload", 400),
             (Error::PayloadTooLarge(s()), "PayloadTooLarge", 413),
             (

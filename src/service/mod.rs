@@ -11,16 +11,18 @@
 
 pub mod filter;
 pub mod images;
+pub mod packages;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
-use crate::store::{cas::Cas, meta::Meta};
+use crate::store::{cas::Cas, meta::Meta, packages::PackageStore};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub struct Service {
     pub cas: Cas,
     pub meta: Meta,
+    pub packages: PackageStore,
     config: RwLock<Arc<Config>>,
     write_lock: Mutex<()>,
 }
@@ -35,9 +37,14 @@ impl Service {
         std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
         let cas = Cas::open(dir).map_err(|e| format!("blob store in {}: {e}", dir.display()))?;
         let meta = Meta::open(dir)?;
+        let tree = meta
+            .tree("packages")
+            .map_err(|e| format!("sled tree packages in {}: {e}", dir.display()))?;
+        let packages = PackageStore::open(dir, tree)?;
         Ok(Arc::new(Service {
             cas,
             meta,
+            packages,
             config: RwLock::new(Arc::new(config)),
             write_lock: Mutex::new(()),
         }))

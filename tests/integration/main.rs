@@ -5,3 +5,4 @@ mod common;
 mod daemon;
 mod images;
 mod memory;
+mod packages;
