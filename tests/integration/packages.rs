@@ -1,9 +1,10 @@
 //! Packages (issue 8): every endpoint, every filter kind, the error cases,
-//! durability, the bootstrap load and the
+//! durability, the bootstrap load (over HTTP and through the CLI) and the
 //! fit queries.
 
 use crate::common::*;
 use serde_json::{json, Value};
+use std::process::Command;
 
 fn pkg(name: &str, version: &str, memory: u64) -> Value {
     json!({"name": name, "version": version, "memory": memory, "disk": 10240,
@@ -390,6 +391,154 @@ fn load_is_all_or_nothing_and_idempotent() {
         before_bad,
         "refused loads change nothing"
     );
+}
+
+fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN)
+        .arg("packages")
+        .args(args)
+        .arg("--socket")
+        .arg(&d.sock)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "imgstore packages {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "command failed (see stderr above)");
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn cli_load_list_and_get() {
+    let d = Daemon::start();
+    let toml_file = d.dir.path().join("packages.toml");
+    std::fs::write(
+        &toml_file,
+        r#"
+[[packages]]
+name = "sample-1G"
+version = "1.0.0"
+memory = 1024
+disk = 25600
+swap = 2048
+vcpus = 1
+group = "sample"
+
+[[packages]]
+name = "sample-4G"
+version = "1.0.0"
+memory = 4096
+disk = 102400
+swap = 8192
+vcpus = 2
+flexible_disk = true
+disks = [{}, {size = "remaining"}]
+"#,
+    )
+    .unwrap();
+    let file = toml_file.to_str().unwrap();
+
+    let first = stdout(&cli(&d, &["load", file]));
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 3, "{first}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["ACTION", "ID", "NAME", "VERSION", "MEMORY", "DISK", "SWAP", "VCPUS"],
+        "{first}"
+    );
+    assert!(
+        lines[1].starts_with("created") && lines[1].contains("sample-1G"),
+        "{first}"
+    );
+    let again = stdout(&cli(&d, &["load", file, "-j"]));
+    let s: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(s["created"], json!([]));
+    assert_eq!(
+        s["unchanged"].as_array().unwrap().len(),
+        2,
+        "idempotent: {s}"
+    );
+    assert_eq!(d.get("/packages").json().as_array().unwrap().len(), 2);
+
+    // The same packages as a JSON array: matched by name and version.
+    let json_file = d.dir.path().join("packages.json");
+    let mut arr = json!([pkg("sample-1G", "1.0.0", 1024)]);
+    arr[0]["disk"] = json!(25600);
+    arr[0]["swap"] = json!(2048);
+    arr[0]["group"] = json!("sample");
+    std::fs::write(&json_file, arr.to_string()).unwrap();
+    let out = stdout(&cli(
+        &d,
+        &[
+            "load",
+            json_file.to_str().unwrap(),
+            "-H",
+            "-o",
+            "action,name",
+        ],
+    ));
+    assert_eq!(out, "unchanged  sample-1G\n");
+
+    let out = stdout(&cli(&d, &["list"]));
+    assert!(out.starts_with("ID"), "{out}");
+    assert_eq!(out.lines().count(), 3);
+    let out = stdout(&cli(
+        &d,
+        &[
+            "list",
+            "-H",
+            "-o",
+            "name,memory,flexible_disk",
+            "name=sample-*",
+            "memory=4096",
+        ],
+    ));
+    assert_eq!(out, "sample-4G  4096  true\n");
+    let out = stdout(&cli(&d, &["list", "-j", "flexible_disk=false"]));
+    assert_eq!(names(&serde_json::from_str(&out).unwrap()), ["sample-1G"]);
+    let out = stdout(&cli(&d, &["get", "sample-4G", "-j"]));
+    let p: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["disks"], json!([{}, {"size": "remaining"}]));
+    let id = p["id"].as_str().unwrap();
+    let out = stdout(&cli(&d, &["get", id, "-o", "name,disks"]));
+    assert_eq!(
+        out,
+        "NAME       DISKS\nsample-4G  [{},{\"size\":\"remaining\"}]\n"
+    );
+
+    // Errors: exit 1, a message naming the problem, nothing changed.
+    let before = d.get("/packages").json();
+    std::fs::write(&toml_file, "[[packages]]\nname = \"bad\"\nmemory = -5\n").unwrap();
+    let out = cli(&d, &["load", file]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ValidationFailed") && err.contains("0.memory"),
+        "{err}"
+    );
+    std::fs::write(&toml_file, "[[packages]\n").unwrap();
+    let err = String::from_utf8_lossy(&cli(&d, &["load", file]).stderr).into_owned();
+    assert!(
+        err.contains("packages.toml") && err.contains("TOML"),
+        "{err}"
+    );
+    let out = cli(&d, &["get", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceNotFound"));
+    let out = cli(&d, &["list", "memory=x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("memory"));
+    let out = cli(&d, &["list", "-o", "colour"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+    assert_eq!(d.get("/packages").json(), before);
 }
 
 #[test]
