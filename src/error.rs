@@ -51,6 +51,12 @@ pub enum Error {
     /// A package with that id, or that name and version, is already stored.
     #[error("{0}")]
     PackageExists(String),
+    /// A JSON Patch `test` operation did not match (RFC 5789 "conflicting state").
+    #[error("{0}")]
+    PatchTestFailed(String),
+    /// A JSON Patch operation's target does not exist in the resource.
+    #[error("{0}")]
+    PatchConflict(String),
     /// A file upload that did not arrive whole or did not match what was promised.
     #[error("{0}")]
     Upload(String, Vec<FieldError>),
@@ -86,6 +92,8 @@ impl Error {
             Error::ImageHasDependentImages { .. } => "ImageHasDependentImages",
             Error::OriginDoesNotExist(_) => "OriginDoesNotExist",
             Error::PackageExists(_) => "PackageExists",
+            Error::PatchTestFailed(_) => "PatchTestFailed",
+            Error::PatchConflict(_) => "PatchConflict",
             Error::Upload(..) => "Upload",
             Error::PayloadTooLarge(_) => "PayloadTooLarge",
             Error::RangeNotSatisfiable(..) => "RequestedRangeNotSatisfiable",
@@ -110,9 +118,11 @@ impl Error {
             | Error::NoActivationNoFile(_)
             | Error::ImageHasDependentImages { .. }
             | Error::OriginDoesNotExist(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::ImageUuidAlreadyExists(_) | Error::PackageExists(_) | Error::Conflict(_) => {
-                StatusCode::CONFLICT
-            }
+            Error::ImageUuidAlreadyExists(_)
+            | Error::PackageExists(_)
+            | Error::PatchTestFailed(_)
+            | Error::PatchConflict(_)
+            | Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RangeNotSatisfiable(..) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -239,6 +249,8 @@ mod tests {
             ),
             (Error::OriginDoesNotExist(s()), "OriginDoesNotExist", 422),
             (Error::PackageExists(s()), "PackageExists", 409),
+            (Error::PatchTestFailed(s()), "PatchTestFailed", 409),
+            (Error::PatchConflict(s()), "PatchConflict", 409),
             (Error::Upload(s(), vec![]), "Upload", 400),
             (Error::PayloadTooLarge(s()), "PayloadTooLarge", 413),
             (

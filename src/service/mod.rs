@@ -12,6 +12,7 @@
 pub mod filter;
 pub mod images;
 pub mod packages;
+pub mod patch;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};

@@ -6,3 +6,4 @@ mod daemon;
 mod images;
 mod memory;
 mod packages;
+mod patch;
