@@ -48,6 +48,15 @@ pub enum Error {
     },
     #[error("origin image {0} does not exist")]
     OriginDoesNotExist(String),
+    /// A package with that id, or that name and version, is already stored.
+    #[error("{0}")]
+    PackageExists(String),
+    /// A JSON Patch `test` operation did not match (RFC 5789 "conflicting state").
+    #[error("{0}")]
+    PatchTestFailed(String),
+    /// A JSON Patch operation's target does not exist in the resource.
+    #[error("{0}")]
+    PatchConflict(String),
     /// A file upload that did not arrive whole or did not match what was promised.
     #[error("{0}")]
     Upload(String, Vec<FieldError>),
@@ -98,6 +107,9 @@ impl Error {
             Error::NoActivationNoFile(_) => "NoActivationNoFile",
             Error::ImageHasDependentImages { .. } => "ImageHasDependentImages",
             Error::OriginDoesNotExist(_) => "OriginDoesNotExist",
+            Error::PackageExists(_) => "PackageExists",
+            Error::PatchTestFailed(_) => "PatchTestFailed",
+            Error::PatchConflict(_) => "PatchConflict",
             Error::Upload(..) => "Upload",
             Error::PayloadTooLarge(_) => "PayloadTooLarge",
             Error::RangeNotSatisfiable(..) => "RequestedRangeNotSatisfiable",
@@ -130,7 +142,11 @@ impl Error {
             | Error::NoActivationNoFile(_)
             | Error::ImageHasDependentImages { .. }
             | Error::OriginDoesNotExist(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::ImageUuidAlreadyExists(_) | Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::ImageUuidAlreadyExists(_)
+            | Error::PackageExists(_)
+            | Error::PatchTestFailed(_)
+            | Error::PatchConflict(_)
+            | Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RangeNotSatisfiable(..) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -276,6 +292,9 @@ mod tests {
                 422,
             ),
             (Error::OriginDoesNotExist(s()), "OriginDoesNotExist", 422),
+            (Error::PackageExists(s()), "PackageExists", 409),
+            (Error::PatchTestFailed(s()), "PatchTestFailed", 409),
+            (Error::PatchConflict(s()), "PatchConflict", 409),
             (Error::Upload(s(), vec![]), "Upload", 400),
             (Error::PayloadTooLarge(s()), "PayloadTooLarge", 413),
             (

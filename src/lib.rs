@@ -12,11 +12,14 @@
 //! - [`server`]: data-dir and socket ownership, accept loop, signals.
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
+//! - [`cli_packages`]: the client side of `imgstore packages ...` (to be
+//!   merged into the CLI framework).
 //!
 //! The binary (`src/main.rs`) is thin: `imgstore serve` runs the daemon, and
 //! the other verbs are a client of its socket.
 
 pub mod api;
+pub mod cli_packages;
 pub mod config;
 pub mod error;
 pub mod log;

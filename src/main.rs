@@ -22,6 +22,8 @@ struct Cli {
 enum Cmd {
     /// Run the daemon in the foreground (SMF and systemd supervise it).
     Serve(ServeArgs),
+    /// Packages (the resources instances get): load a bootstrap file, list, get.
+    Packages(imgstore::cli_packages::PackagesArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Serve(args) => serve(args),
+        Cmd::Packages(args) => imgstore::cli_packages::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -98,6 +98,33 @@ pub async fn action(ctx: Ctx) -> Result<Response<Body>> {
     }
 }
 
+/// Media types of a JSON Patch body: RFC 6902's, and Glance's (which is
+/// the same format under another name).
+const PATCH_MEDIA_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/openstack-images-v2.1-json-patch",
+];
+
+/// `PATCH /images/:uuid`: a JSON Patch of the manifest's mutable fields,
+/// applied atomically (see `service::patch`). Any other media type, or none,
+/// is 415 `UnsupportedMediaType`.
+pub async fn patch(ctx: Ctx) -> Result<Response<Body>> {
+    let given = ctx.header("content-type").unwrap_or_default();
+    let media = given.split(';').next().unwrap_or_default().trim();
+    if !PATCH_MEDIA_TYPES
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(media))
+    {
+        return Err(Error::UnsupportedMediaType(format!(
+            "PATCH needs Content-Type {}, got {given:?}",
+            PATCH_MEDIA_TYPES.join(" or ")
+        )));
+    }
+    let uuid = ctx.segments[1].clone();
+    let (ctx, body) = json_body(ctx).await?;
+    ok(ctx.svc.patch_image(uuid, body).await?)
+}
+
 pub async fn delete(ctx: Ctx) -> Result<Response<Body>> {
     ctx.svc.delete(ctx.segments[1].clone()).await?;
     Ok(no_content())

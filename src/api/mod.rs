@@ -6,6 +6,7 @@
 //! shape; no request ends in a hang or an HTML page.
 
 pub mod images;
+pub mod packages;
 pub mod tasks;
 
 use crate::error::{Error, Result};
@@ -178,8 +179,9 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
         (["images"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST")),
         (["images", _], &Method::GET | &Method::HEAD) => images::get(ctx).await,
         (["images", _], &Method::POST) => images::action(ctx).await,
+        (["images", _], &Method::PATCH) => images::patch(ctx).await,
         (["images", _], &Method::DELETE) => images::delete(ctx).await,
-        (["images", _], _) => Err(not_allowed(&ctx, "GET, HEAD, POST, DELETE")),
+        (["images", _], _) => Err(not_allowed(&ctx, "GET, HEAD, POST, PATCH, DELETE")),
         (["images", _, "file"], &Method::GET | &Method::HEAD) => images::get_file(ctx).await,
         (["images", _, "file"], &Method::PUT) => images::put_file(ctx).await,
         (["images", _, "file"], _) => Err(not_allowed(&ctx, "GET, HEAD, PUT")),
@@ -193,6 +195,15 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
         (["pools", _, "images", _], &Method::GET | &Method::HEAD) => tasks::pool_image(ctx).await,
         (["pools", _, "images", _], &Method::DELETE) => tasks::uninstall(ctx).await,
         (["pools", _, "images", _], _) => Err(not_allowed(&ctx, "GET, HEAD, DELETE")),
+        (["packages"], &Method::GET | &Method::HEAD) => packages::list(ctx).await,
+        (["packages"], &Method::POST) => packages::post(ctx).await,
+        (["packages"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST")),
+        (["packages", _], &Method::GET | &Method::HEAD) => packages::get(ctx).await,
+        (["packages", _], &Method::PUT) => packages::replace(ctx).await,
+        (["packages", _], &Method::DELETE) => packages::delete(ctx).await,
+        (["packages", _], _) => Err(not_allowed(&ctx, "GET, HEAD, PUT, DELETE")),
+        (["packages", _, "images"], &Method::GET | &Method::HEAD) => packages::images(ctx).await,
+        (["packages", _, "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
         _ => Err(Error::RouteNotFound {
             method: ctx.method.to_string(),
             path: ctx.req.uri().path().to_string(),

@@ -6,10 +6,13 @@
 //! defaults to `active` and takes `all`; several `tag.KEY=VALUE` are ANDed;
 //! `marker` is a uuid or a date and returns images published at or after it;
 //! `sort` is `published_at[.asc|.desc]` (ascending by default). We break
-//! ties by uuid so that paging with a uuid marker is stable. Parameters this
+//! ties by uuid so that paging with a uuid marker is stable. `package` (an id
+//! or name) keeps only images whose requirements accept that package (our
+//! addition; see `service::packages`). Parameters this
 //! store does not use (`account`, `channel`, `inclAdminFields`, ...) are
 //! ignored, as IMGAPI ignores the ones it does not know.
 
+use super::packages::PackageFit;
 use crate::error::{Error, Result};
 use crate::store::meta::ImageRecord;
 use std::sync::Arc;
@@ -64,6 +67,11 @@ pub struct ListFilter {
     pub limit: Option<usize>,
     pub marker: Option<Marker>,
     pub descending: bool,
+    /// The `package` parameter as given (an id or a name).
+    pub package: Option<String>,
+    /// What `package` resolved to; set by the service, which knows the
+    /// packages. Only images that accept it are listed.
+    pub fit: Option<PackageFit>,
 }
 
 const STATES: &[&str] = &["active", "unactivated", "disabled", "creating", "failed"];
@@ -171,6 +179,12 @@ impl ListFilter {
                 }
             };
         }
+        if let Some(v) = single(pairs, "package")? {
+            if v.is_empty() {
+                return Err(Error::param("package", "must be a package id or name"));
+            }
+            f.package = Some(v.to_string());
+        }
         for (k, v) in pairs {
             if let Some(tag) = k.strip_prefix("tag.") {
                 if tag.is_empty() {
@@ -204,6 +218,7 @@ impl ListFilter {
             && self
                 .public
                 .is_none_or(|p| m.get("public").and_then(|v| v.as_bool()) == Some(p))
+            && self.fit.as_ref().is_none_or(|fit| fit.accepts(m))
             && self.tags.iter().all(|(k, want)| {
                 m.get("tags")
                     .and_then(|t| t.get(k))

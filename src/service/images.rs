@@ -86,12 +86,22 @@ impl Service {
         self.meta.get(uuid).ok_or_else(|| not_found(uuid))
     }
 
+    /// ListImages. A `package` filter is resolved here, so that every caller
+    /// gets it.
+    ///
+    /// # Errors
+    /// The filter's own errors; `InvalidParameter` for an unknown package.
     pub fn list_images(&self, filter: &ListFilter) -> Result<Vec<Arc<ImageRecord>>> {
+        if let (Some(p), None) = (&filter.package, &filter.fit) {
+            let mut filter = filter.clone();
+            filter.fit = Some(self.package_fit_param(p)?);
+            return filter.apply(self.meta.all());
+        }
         filter.apply(self.meta.all())
     }
 
     /// Checks that `origin`, when the manifest has one, is a stored image.
-    fn check_origin(&self, m: &Manifest) -> Result<()> {
+    pub(super) fn check_origin(&self, m: &Manifest) -> Result<()> {
         if let Some(origin) = m.get("origin").and_then(|v| v.as_str()) {
             if self.meta.get(origin).is_none() {
                 return Err(Error::OriginDoesNotExist(origin.to_string()));
@@ -100,7 +110,7 @@ impl Service {
         Ok(())
     }
 
-    fn put(&self, mut rec: ImageRecord) -> Result<Arc<ImageRecord>> {
+    pub(super) fn put(&self, mut rec: ImageRecord) -> Result<Arc<ImageRecord>> {
         calc_state(&mut rec);
         let uuid = rec.uuid().to_string();
         self.meta

@@ -13,11 +13,13 @@ pub mod create;
 pub mod filter;
 pub mod images;
 pub mod install;
+pub mod packages;
+pub mod patch;
 pub mod pipe;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
-use crate::store::{cas::Cas, meta::Meta};
+use crate::store::{cas::Cas, meta::Meta, packages::PackageStore};
 use crate::tasks::Tasks;
 use crate::zfs::Zfs;
 use std::path::Path;
@@ -33,6 +35,7 @@ pub struct Service {
     pub tasks: Arc<Tasks>,
     /// Undo steps of running tasks (see `install.rs`).
     journal: sled::Tree,
+    pub packages: PackageStore,
     config: RwLock<Arc<Config>>,
     write_lock: Mutex<()>,
 }
@@ -56,6 +59,10 @@ impl Service {
         }
         let journal = meta.tree("journal").map_err(|e| format!("journal: {e}"))?;
         let zfs = Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
+        let tree = meta
+            .tree("packages")
+            .map_err(|e| format!("sled tree packages in {}: {e}", dir.display()))?;
+        let packages = PackageStore::open(dir, tree)?;
         Ok(Arc::new_cyclic(|me| Service {
             me: me.clone(),
             cas,
@@ -63,6 +70,7 @@ impl Service {
             zfs,
             tasks: Arc::new(tasks),
             journal,
+            packages,
             config: RwLock::new(Arc::new(config)),
             write_lock: Mutex::new(()),
         }))

@@ -15,11 +15,12 @@
 //!
 //! Writes are blocking: callers run them on the blocking pool.
 
+use super::records;
 use crate::manifest::Manifest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -78,8 +79,7 @@ impl Meta {
     /// sled cannot be opened even after moving a broken database aside.
     pub fn open(data_dir: &Path) -> Result<Meta, String> {
         let records = data_dir.join("manifests");
-        fs::create_dir_all(&records).map_err(|e| format!("{}: {e}", records.display()))?;
-        clean_temp_records(&records)?;
+        records::open_dir(&records)?;
         let db_path = data_dir.join("db");
         let db = match sled::Config::new().path(&db_path).open() {
             Ok(db) => db,
@@ -158,20 +158,7 @@ impl Meta {
     }
 
     fn record_uuids(&self) -> Result<Vec<String>, String> {
-        let mut out = Vec::new();
-        let entries =
-            fs::read_dir(&self.records).map_err(|e| format!("{}: {e}", self.records.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(uuid) = name.strip_suffix(".json") {
-                if uuid::Uuid::parse_str(uuid).is_ok() {
-                    out.push(uuid.to_string());
-                }
-            }
-        }
-        Ok(out)
+        records::uuid_stems(&self.records)
     }
 
     fn record_path(&self, uuid: &str) -> PathBuf {
@@ -208,19 +195,7 @@ impl Meta {
     pub fn put(&self, rec: ImageRecord) -> io::Result<Arc<ImageRecord>> {
         let uuid = rec.uuid().to_string();
         let bytes = serde_json::to_vec(&rec).map_err(io::Error::other)?;
-        let path = self.record_path(&uuid);
-        let tmp = self.records.join(format!(".{uuid}.json.tmp"));
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.records)?.sync_all()
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
+        records::write_atomic(&self.records, &format!("{uuid}.json"), &bytes)?;
         self.images
             .insert(uuid.as_bytes(), bytes)
             .map_err(io::Error::other)?;
@@ -233,11 +208,7 @@ impl Meta {
     /// Durably removes a record (record file first, so a crash in between
     /// can only leave a stale sled entry, which `open` drops).
     pub fn delete(&self, uuid: &str) -> io::Result<()> {
-        match fs::remove_file(self.record_path(uuid)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        File::open(&self.records)?.sync_all()?;
+        records::remove(&self.records, &format!("{uuid}.json"))?;
         self.images
             .remove(uuid.as_bytes())
             .map_err(io::Error::other)?;
@@ -255,16 +226,6 @@ impl Meta {
     pub fn flush(&self) -> sled::Result<usize> {
         self.db.flush()
     }
-}
-
-fn clean_temp_records(dir: &Path) -> Result<(), String> {
-    for entry in fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let entry = entry.map_err(|e| e.to_string())?;
-        if entry.file_name().to_string_lossy().ends_with(".tmp") {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! Persistent state: the content-addressed blob store and the metadata index.
+//! Persistent state: the content-addressed blob store, the metadata index,
+//! and the record files both indexes can be rebuilt from.
 
 pub mod cas;
 pub mod meta;
+pub mod packages;
+pub mod records;

@@ -37,5 +37,8 @@ fn official_imgapi_node_client_works_unchanged() {
         .find_map(|l| l.strip_prefix("# pass "))
         .and_then(|n| n.trim().parse::<u32>().ok())
         .unwrap_or(0);
-    assert!(passed >= 10, "expected at least 10 client tests to pass, got {passed}:\n{stdout}");
+    assert!(
+        passed >= 10,
+        "expected at least 10 client tests to pass, got {passed}:\n{stdout}"
+    );
 }

@@ -6,4 +6,6 @@ mod compat;
 mod daemon;
 mod images;
 mod memory;
+mod packages;
+mod patch;
 mod zfs;
