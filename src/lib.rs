@@ -12,11 +12,14 @@
 //! - [`server`]: data-dir and socket ownership, accept loop, signals.
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
+//! - [`cli`]: the command line: `serve`, and the imgadm-style client verbs
+//!   that talk to the daemon's socket.
 //!
 //! The binary (`src/main.rs`) is thin: `imgstore serve` runs the daemon, and
-//! the other verbs are a client of its socket.
+//! the other verbs are a client of its socket ([`cli`]).
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod log;
