@@ -294,6 +294,7 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct PoolImageArgs {
+    /// The image's UUID.
     #[arg(value_name = "UUID", value_parser = uuid_arg)]
     pub uuid: String,
     /// Pool [default: the config's default_pool].
@@ -312,6 +313,7 @@ pub struct AvailArgs {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
+    /// The image's UUID.
     #[arg(value_name = "UUID", value_parser = uuid_arg)]
     pub uuid: String,
     /// Pool to install into [default: the daemon's default_pool].
@@ -375,6 +377,7 @@ pub struct CreateArgs {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    /// The image's UUID.
     #[arg(value_name = "UUID", value_parser = uuid_arg)]
     pub uuid: String,
     /// Directory to write the manifest and file into.
@@ -386,6 +389,7 @@ pub struct ExportArgs {
 
 #[derive(Args, Debug)]
 pub struct AncestryArgs {
+    /// The image's UUID.
     #[arg(value_name = "UUID", value_parser = uuid_arg)]
     pub uuid: String,
     /// Pool [default: the config's default_pool].
@@ -424,11 +428,13 @@ pub struct ImagesArgs {
 pub enum ImageCmd {
     /// Show an image's manifest from the store.
     Get {
+        /// The image's UUID.
         #[arg(value_name = "UUID", value_parser = uuid_arg)]
         uuid: String,
     },
     /// Download an image's file (verified against its sha1).
     GetFile {
+        /// The image's UUID.
         #[arg(value_name = "UUID", value_parser = uuid_arg)]
         uuid: String,
         /// Where to write it; - for stdout.
@@ -440,6 +446,7 @@ pub enum ImageCmd {
     },
     /// Remove an image from the store (refused while images name it as origin).
     Delete {
+        /// The image's UUID.
         #[arg(value_name = "UUID", value_parser = uuid_arg)]
         uuid: String,
     },
@@ -458,11 +465,13 @@ pub struct TasksArgs {
 pub enum TaskCmd {
     /// Show a task as JSON.
     Get {
+        /// The task's id.
         #[arg(value_name = "ID")]
         id: String,
     },
     /// Follow a task until it ends; exit with its status.
     Wait {
+        /// The task's id.
         #[arg(value_name = "ID")]
         id: String,
         /// Give up after SECONDS (exit 1; the task goes on).
@@ -477,6 +486,7 @@ pub enum TaskCmd {
     },
     /// Cancel a task.
     Cancel {
+        /// The task's id.
         #[arg(value_name = "ID")]
         id: String,
     },

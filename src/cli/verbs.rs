@@ -98,31 +98,49 @@ fn clip(s: &str) -> String {
     }
 }
 
-/// Filters, sorts and prints a listing per the table options.
-fn print_list(
-    mut items: Vec<Value>,
-    filters: &[String],
-    t: &TableArgs,
-    default_cols: &[&str],
-    default_sort: &[&str],
-) -> Result<()> {
-    let filters: Vec<Filter> = output::parse_filters(filters).map_err(CliError::usage)?;
-    items.retain(|i| filters.iter().all(|f| f.matches(i)));
-    let sort = match &t.sort {
-        Some(s) => output::field_list(s, "-s").map_err(CliError::usage)?,
-        None => default_sort.iter().map(|s| s.to_string()).collect(),
-    };
-    output::sort(&mut items, &sort);
-    if t.json {
-        emit(&output::pretty(&Value::Array(items)));
-        return Ok(());
+/// A listing's options, checked before any request is made, so a bad
+/// filter or field list is a usage error even when the daemon is down.
+struct Listing {
+    filters: Vec<Filter>,
+    sort: Vec<String>,
+    cols: Vec<String>,
+    json: bool,
+    header: bool,
+}
+
+impl Listing {
+    fn new(
+        filters: &[String],
+        t: &TableArgs,
+        default_cols: &[&str],
+        default_sort: &[&str],
+    ) -> Result<Listing> {
+        let owned = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Ok(Listing {
+            filters: output::parse_filters(filters).map_err(CliError::usage)?,
+            sort: match &t.sort {
+                Some(s) => output::field_list(s, "-s").map_err(CliError::usage)?,
+                None => owned(default_sort),
+            },
+            cols: match &t.columns {
+                Some(c) => output::field_list(c, "-o").map_err(CliError::usage)?,
+                None => owned(default_cols),
+            },
+            json: t.json,
+            header: !t.no_header,
+        })
     }
-    let cols = match &t.columns {
-        Some(c) => output::field_list(c, "-o").map_err(CliError::usage)?,
-        None => default_cols.iter().map(|s| s.to_string()).collect(),
-    };
-    emit(&output::table(&items, &cols, !t.no_header));
-    Ok(())
+
+    /// Filters, sorts and prints.
+    fn print(&self, mut items: Vec<Value>) {
+        items.retain(|i| self.filters.iter().all(|f| f.matches(i)));
+        output::sort(&mut items, &self.sort);
+        if self.json {
+            emit(&output::pretty(&Value::Array(items)));
+        } else {
+            emit(&output::table(&items, &self.cols, self.header));
+        }
+    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -298,19 +316,15 @@ fn ping(conn: &Conn, a: PingArgs) -> Result<()> {
 }
 
 fn list(conn: &Conn, a: ListArgs) -> Result<()> {
+    let listing = Listing::new(&a.filters, &a.table, IMAGE_COLUMNS, &["published_at"])?;
     let pool = conn.pool(&a.pool)?;
     let client = conn.client()?;
     let items = array(
         client.get(&format!("/pools/{}/images", seg(&pool)))?,
         "the list of installed images",
     )?;
-    print_list(
-        items,
-        &a.filters,
-        &a.table,
-        IMAGE_COLUMNS,
-        &["published_at"],
-    )
+    listing.print(items);
+    Ok(())
 }
 
 fn get(conn: &Conn, a: PoolImageArgs) -> Result<()> {
@@ -324,17 +338,13 @@ fn get(conn: &Conn, a: PoolImageArgs) -> Result<()> {
 }
 
 fn avail(conn: &Conn, a: AvailArgs) -> Result<()> {
+    let listing = Listing::new(&a.filters, &a.table, IMAGE_COLUMNS, &["published_at"])?;
     let items = array(
         conn.client()?.get("/sources/images")?,
         "the list of available images",
     )?;
-    print_list(
-        items,
-        &a.filters,
-        &a.table,
-        IMAGE_COLUMNS,
-        &["published_at"],
-    )
+    listing.print(items);
+    Ok(())
 }
 
 fn import(conn: &Conn, a: ImportArgs) -> Result<()> {
@@ -674,6 +684,7 @@ fn export(conn: &Conn, a: ExportArgs) -> Result<()> {
 }
 
 fn ancestry(conn: &Conn, a: AncestryArgs) -> Result<()> {
+    let listing = Listing::new(&[], &a.table, ANCESTRY_COLUMNS, &[])?;
     let pool = conn.pool(&a.pool)?;
     let client = conn.client()?;
     let fetch = |uuid: &str| client.get(&format!("/pools/{}/images/{}", seg(&pool), seg(uuid)));
@@ -716,7 +727,8 @@ fn ancestry(conn: &Conn, a: AncestryArgs) -> Result<()> {
         }
     }
     // The chain's order is the answer: no sort unless asked.
-    print_list(chain, &[], &a.table, ANCESTRY_COLUMNS, &[])
+    listing.print(chain);
+    Ok(())
 }
 
 /// The images a vacuum answer lists (an array, or an object holding one).
@@ -810,6 +822,7 @@ fn vacuum(conn: &Conn, a: VacuumArgs) -> Result<()> {
 }
 
 fn images(conn: &Conn, a: ImagesArgs) -> Result<()> {
+    let listing = Listing::new(&a.filters, &a.table, STORE_COLUMNS, &["published_at"])?;
     let client = conn.client()?;
     let all = a.all || a.filters.iter().any(|f| f.starts_with("state="));
     let state = if all { "all" } else { "active" };
@@ -843,13 +856,8 @@ fn images(conn: &Conn, a: ImagesArgs) -> Result<()> {
             _ => break,
         }
     }
-    print_list(
-        items,
-        &a.filters,
-        &a.table,
-        STORE_COLUMNS,
-        &["published_at"],
-    )
+    listing.print(items);
+    Ok(())
 }
 
 fn image(conn: &Conn, c: ImageCmd) -> Result<()> {
@@ -966,8 +974,10 @@ impl Write for HashWriter<'_> {
 }
 
 fn tasks(conn: &Conn, a: TasksArgs) -> Result<()> {
+    let listing = Listing::new(&a.filters, &a.table, TASK_COLUMNS, &["created_at"])?;
     let items = array(conn.client()?.get("/tasks")?, "the task list")?;
-    print_list(items, &a.filters, &a.table, TASK_COLUMNS, &["created_at"])
+    listing.print(items);
+    Ok(())
 }
 
 fn task_cmd(conn: &Conn, c: TaskCmd) -> Result<()> {
