@@ -1,8 +1,9 @@
 //! Integration tests: the real `imgstore` binary on a temp socket and data
 //! dir. One test binary; one module per area.
 
-mod cli;
 mod common;
 mod daemon;
 mod images;
 mod memory;
+mod cli;
+mod service_files;
