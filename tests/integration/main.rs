@@ -1,9 +1,10 @@
 //! Integration tests: the real `imgstore` binary on a temp socket and data
 //! dir. One test binary; one module per area.
 
+mod cli;
 mod common;
 mod daemon;
 mod images;
+mod logs;
 mod memory;
-mod cli;
 mod service_files;
