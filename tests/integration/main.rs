@@ -7,4 +7,5 @@ mod daemon;
 mod images;
 mod logs;
 mod memory;
+mod readme;
 mod service_files;

@@ -16,7 +16,7 @@ fn repo_file(rel: &str) -> PathBuf {
 }
 
 /// The tool's path, or `None` (outside CI) after saying the check is skipped.
-fn tool(name: &str, package: &str) -> Option<PathBuf> {
+pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
             .map(|d| d.join(name))
