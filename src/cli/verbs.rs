@@ -215,10 +215,11 @@ fn start_and_follow(
         }
         return Ok(None);
     };
-    follow_to_end(client, task, label, f.quiet, f.json, &intr, None).map(Some)
+    follow_to_end(client, task, label, f.quiet, f.json, &intr, None)
 }
 
-/// Follows a task and turns its end into the command's result.
+/// Follows a task and turns its end into the command's result: the
+/// finished task, `None` when the user detached, or the task's error.
 fn follow_to_end(
     client: &Client,
     task: Value,
@@ -227,7 +228,7 @@ fn follow_to_end(
     json: bool,
     intr: &Interrupt,
     timeout: Option<Duration>,
-) -> Result<Value> {
+) -> Result<Option<Value>> {
     let id = task::task_id(&task)?;
     let end = task::follow(client, task, label, Mode::detect(quiet), intr, timeout)?;
     match end {
@@ -240,7 +241,7 @@ fn follow_to_end(
             }
             match task::task_error(&task, cancelled_here) {
                 Some(e) => Err(e),
-                None => Ok(task),
+                None => Ok(Some(task)),
             }
         }
         End::Detached { task } => {
@@ -250,7 +251,7 @@ fn follow_to_end(
             eprintln!(
                 "imgstore: detached; task {id} goes on. Follow it with: imgstore task wait {id}"
             );
-            std::process::exit(0);
+            Ok(None)
         }
         End::TimedOut { task } => {
             if json {
@@ -576,15 +577,10 @@ fn delete(conn: &Conn, a: PoolImageArgs) -> Result<()> {
         .map_err(image_missing_is_3)?;
     if status == 202 && v.get("id").is_some() {
         let intr = Interrupt::install()?;
-        follow_to_end(
-            &client,
-            v,
-            &format!("delete {}", short(&a.uuid)),
-            false,
-            false,
-            &intr,
-            None,
-        )?;
+        let label = format!("delete {}", short(&a.uuid));
+        if follow_to_end(&client, v, &label, false, false, &intr, None)?.is_none() {
+            return Ok(());
+        }
     }
     emit(&format!("Deleted image {} from pool {pool}\n", a.uuid));
     Ok(())
@@ -688,29 +684,26 @@ fn ancestry(conn: &Conn, a: AncestryArgs) -> Result<()> {
     let pool = conn.pool(&a.pool)?;
     let client = conn.client()?;
     let fetch = |uuid: &str| client.get(&format!("/pools/{}/images/{}", seg(&pool), seg(uuid)));
+    let uuid_of = |v: &Value| {
+        output::lookup(v, "uuid")
+            .and_then(|u| u.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
     let mut chain = vec![fetch(&a.uuid).map_err(image_missing_is_3)?];
-    loop {
-        let last = chain.last().expect("the chain starts with the image");
-        let Some(origin) = output::lookup(last, "origin") else {
-            break;
-        };
-        let Some(origin) = origin.as_str().map(str::to_string) else {
-            break;
-        };
-        let child = output::lookup(last, "uuid")
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        if chain.len() > 1000
-            || chain.iter().any(|i| {
-                output::lookup(i, "uuid").and_then(|v| v.as_str().map(str::to_string))
-                    == Some(origin.clone())
-            })
-        {
+    let mut seen = vec![a.uuid.clone()];
+    while let Some(origin) = chain
+        .last()
+        .and_then(|last| output::lookup(last, "origin"))
+        .and_then(|o| o.as_str().map(str::to_string))
+    {
+        let child = chain.last().map(uuid_of).unwrap_or_default();
+        if seen.contains(&origin) {
             return Err(CliError::local(format!(
                 "the origin chain of image {} loops at {origin}",
                 a.uuid
             )));
         }
+        seen.push(origin.clone());
         match fetch(&origin) {
             Ok(v) => chain.push(v),
             Err(ClientError::Api(e)) if is_missing_image(&e) => {
@@ -741,6 +734,9 @@ fn vacuum_images(v: &Value) -> Option<&Vec<Value>> {
 }
 
 fn print_vacuum(v: &Value, dry: bool) {
+    if v.is_null() {
+        return;
+    }
     match vacuum_images(v) {
         Some(list) if list.is_empty() => {
             emit("Nothing to vacuum: every installed image is in use.\n")
@@ -779,7 +775,8 @@ fn vacuum(conn: &Conn, a: VacuumArgs) -> Result<()> {
         if status == 202 && v.get("id").is_some() {
             let intr = Interrupt::install()?;
             let t = follow_to_end(&client, v, "vacuum", false, false, &intr, None)?;
-            return Ok(result_of(&t).clone());
+            // Detached: nothing to show.
+            return Ok(t.map(|t| result_of(&t).clone()).unwrap_or(Value::Null));
         }
         Ok(v)
     };
@@ -1011,8 +1008,8 @@ fn task_cmd(conn: &Conn, c: TaskCmd) -> Result<()> {
             let intr = Interrupt::install()?;
             let t = client.get(&format!("/tasks/{}", seg(&id)))?;
             let label = format!("{} {}", str_field(&t, "type").unwrap_or("task"), short(&id));
-            follow_to_end(&client, t, &label, quiet, json, &intr, timeout)?;
-            if !json {
+            let done = follow_to_end(&client, t, &label, quiet, json, &intr, timeout)?;
+            if done.is_some() && !json {
                 emit(&format!("Task {id}: success\n"));
             }
         }
