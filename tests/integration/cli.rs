@@ -961,3 +961,370 @@ fn create_export_import_avail_vacuum_report_the_daemons_answer() {
     // Without a terminal to confirm on, vacuum wants -f.
     cli(&d, &["vacuum"]).code(2).stderr_has("-f");
 }
+
+// ---- following tasks, against a scripted daemon
+//
+// Until the daemon has tasks (issue 7), these check the client side of
+// that decided API (202 + task, GET /tasks/ID?wait=, DELETE /tasks/ID)
+// with a stand-in that answers on a Unix socket. The tests above run the
+// same verbs against the real daemon.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write as _};
+use std::os::unix::net::UnixListener;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+/// A stand-in daemon: each GET of the task returns the next state from
+/// `states` (the last one repeats); DELETE /tasks/ID marks it cancelled.
+struct FakeTasks {
+    sock: PathBuf,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _dir: tempfile::TempDir,
+}
+
+fn task_json(status: &str, done: u64, total: u64, extra: Value) -> Value {
+    let mut t = json!({
+        "id": "t-1", "type": "install", "status": status,
+        "progress": {"bytes_done": done, "bytes_total": total},
+        "created_at": "2024-01-01T00:00:00.000Z",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        t[k] = v.clone();
+    }
+    t
+}
+
+impl FakeTasks {
+    fn start(states: Vec<Value>) -> FakeTasks {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("fake.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            let mut states: VecDeque<Value> = states.into();
+            let mut cancelled = false;
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let path = parts.next().unwrap_or("").to_string();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                }
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body).unwrap();
+                let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                seen2.lock().unwrap().push(Seen {
+                    method: method.clone(),
+                    path: path.clone(),
+                    body,
+                });
+                let (status, v) = if method == "POST" {
+                    (202, task_json("pending", 0, 0, json!({})))
+                } else if method == "DELETE" {
+                    cancelled = true;
+                    (200, task_json("processing", 0, 0, json!({})))
+                } else if cancelled {
+                    (200, task_json("cancelled", 0, 0, json!({})))
+                } else {
+                    // A long poll that returns after a while.
+                    std::thread::sleep(Duration::from_millis(100));
+                    let s = if states.len() > 1 {
+                        states.pop_front().unwrap()
+                    } else {
+                        states[0].clone()
+                    };
+                    (200, s)
+                };
+                let text = v.to_string();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        FakeTasks {
+            sock,
+            seen,
+            _dir: dir,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn install_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut m = minimal("fake", "9.9");
+    m["uuid"] = json!("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d");
+    write_image(dir, "fake", m, b"not really an image")
+}
+
+#[test]
+fn install_follows_a_task_to_success_with_progress() {
+    let gib = 1u64 << 30;
+    let fake = FakeTasks::start(vec![
+        task_json("processing", gib / 4, gib, json!({})),
+        task_json("processing", gib / 2, gib, json!({})),
+        task_json("processing", gib, gib, json!({})),
+        task_json(
+            "success",
+            gib,
+            gib,
+            json!({"result": {"image_uuid": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "pool": "data"}}),
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let (m, f) = install_files(dir.path());
+    // Relative paths: the daemon gets absolute ones.
+    let mut c = cli_command(
+        &fake.sock,
+        &[
+            "install",
+            "-m",
+            "fake.json",
+            "-f",
+            "fake.file",
+            "-P",
+            "data",
+        ],
+    );
+    c.current_dir(dir.path())
+        .env("IMGSTORE_PROGRESS_INTERVAL", "0");
+    let r = run_command(c, &["install", "..."]);
+    r.ok()
+        .stdout_has("Installed image 9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d (fake 9.9) in pool data");
+    r.stderr_has("imgstore: install 9a8b7c6d (waiting to start): 0 B")
+        .stderr_has("imgstore: install 9a8b7c6d: 256.00 MiB of 1.00 GiB (25%), ")
+        .stderr_has("imgstore: install 9a8b7c6d: 512.00 MiB of 1.00 GiB (50%), ")
+        .stderr_has("imgstore: install 9a8b7c6d: done, 1.00 GiB in ");
+    let seen = fake.seen();
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].path, "/images?action=install-from-files");
+    assert_eq!(
+        seen[0].body,
+        json!({"manifest": m.to_str().unwrap(), "file": f.to_str().unwrap(), "pool": "data"})
+    );
+    assert!(seen[1..]
+        .iter()
+        .all(|s| s.method == "GET" && s.path == "/tasks/t-1?wait=1"));
+}
+
+#[test]
+fn a_failed_task_fails_the_command_with_its_code() {
+    let fake = FakeTasks::start(vec![task_json(
+        "failure",
+        10,
+        100,
+        json!({"error": {"code": "ZfsCommandFailed", "message": "cannot receive: out of space"}}),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let (m, f) = install_files(dir.path());
+    let r = run_cli(
+        &fake.sock,
+        &[
+            "install",
+            "-q",
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+        ],
+    );
+    r.code(1).stderr_has(
+        "imgstore: error (ZfsCommandFailed): task t-1 failed: cannot receive: out of space",
+    );
+    assert_eq!(r.stdout, "");
+    // -j prints the final task, still failing the command.
+    let r = run_cli(
+        &fake.sock,
+        &[
+            "install",
+            "-q",
+            "-j",
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code(1).json()["status"], "failure");
+    // task wait on it: the same.
+    run_cli(&fake.sock, &["task", "wait", "t-1", "-q"])
+        .code(1)
+        .stderr_has("(ZfsCommandFailed)");
+}
+
+#[test]
+fn detach_prints_the_task_and_returns() {
+    let fake = FakeTasks::start(vec![task_json("processing", 1, 2, json!({}))]);
+    let dir = tempfile::tempdir().unwrap();
+    let (m, f) = install_files(dir.path());
+    let args = [
+        "install",
+        "--detach",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        f.to_str().unwrap(),
+    ];
+    assert_eq!(run_cli(&fake.sock, &args).ok().stdout, "t-1\n");
+    let mut args = args.to_vec();
+    args.push("-j");
+    assert_eq!(run_cli(&fake.sock, &args).ok().json()["id"], "t-1");
+    // task wait --timeout: gives up, the task goes on.
+    run_cli(
+        &fake.sock,
+        &["task", "wait", "t-1", "--timeout", "0.5", "-q"],
+    )
+    .code(1)
+    .stderr_has("still processing after the timeout");
+}
+
+#[test]
+fn ctrl_c_without_a_terminal_cancels_the_task() {
+    let fake = FakeTasks::start(vec![task_json("processing", 5, 100, json!({}))]);
+    let dir = tempfile::tempdir().unwrap();
+    let (m, f) = install_files(dir.path());
+    let mut c = cli_command(
+        &fake.sock,
+        &[
+            "install",
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+        ],
+    );
+    c.env("IMGSTORE_PROGRESS_INTERVAL", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("5 B of 100 B") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(30));
+    stderr.read_to_string(&mut seen).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("cancelling task t-1"), "{seen}");
+    assert!(
+        seen.contains("(TaskCancelled): task t-1 was cancelled"),
+        "{seen}"
+    );
+    assert!(fake
+        .seen()
+        .iter()
+        .any(|s| s.method == "DELETE" && s.path == "/tasks/t-1"));
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_asks_and_can_detach() {
+    use nix::pty::{openpty, Winsize};
+    let fake = FakeTasks::start(vec![task_json("processing", 5, 100, json!({}))]);
+    let dir = tempfile::tempdir().unwrap();
+    let (m, f) = install_files(dir.path());
+    let mut c = cli_command(
+        &fake.sock,
+        &[
+            "install",
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+        ],
+    );
+    c.env("TERM", "xterm");
+    let ws = Winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&ws), None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    c.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    let master = std::fs::File::from(pty.master);
+    let mut writer = master.try_clone().unwrap();
+    let out = Arc::new(Mutex::new(String::new()));
+    let out2 = out.clone();
+    let reader = std::thread::spawn(move || {
+        let mut master = master;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out2.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !out.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "never saw {needle:?} in {:?}",
+                out.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("5 B/100 B");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    wait_for("[c/d/W]");
+    writer.write_all(b"d\n").unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(30));
+    wait_for("imgstore task wait t-1");
+    drop(writer);
+    let text = out.lock().unwrap().clone();
+    assert!(status.success(), "{status}: {text:?}");
+    assert!(text.contains("detached; task t-1 goes on"), "{text:?}");
+    assert!(
+        !fake.seen().iter().any(|s| s.method == "DELETE"),
+        "detaching must not cancel"
+    );
+    reader.join().unwrap();
+}
