@@ -42,9 +42,6 @@ const DEFAULT_COLUMNS: &[&str] = &["id", "name", "version", "memory", "disk", "s
 
 #[derive(Args, Debug)]
 pub struct PackagesArgs {
-    /// Socket of the daemon (default: the config's default socket).
-    #[arg(long, global = true, value_name = "PATH", env = "IMGSTORE_SOCKET")]
-    pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: PackagesCmd,
 }
@@ -55,6 +52,7 @@ pub enum PackagesCmd {
     /// [[packages]] tables) in one step: all of them or none. Running it
     /// again with the same file changes nothing.
     Load {
+        /// The file: .json (an array of packages) or .toml ([[packages]] tables).
         file: PathBuf,
         #[command(flatten)]
         out: Output,
@@ -62,6 +60,7 @@ pub enum PackagesCmd {
     /// List packages. Filters are FIELD=VALUE, all must match; strings take
     /// * wildcards (name=g4-*), numbers and booleans match exactly.
     List {
+        /// Filters, all of which must match (name=g4-*, memory=1024, default=true).
         #[arg(value_name = "FIELD=VALUE")]
         filters: Vec<String>,
         #[command(flatten)]
@@ -69,6 +68,7 @@ pub enum PackagesCmd {
     },
     /// Show one package, by id or by name (the highest version).
     Get {
+        /// A package uuid, or a name (its highest version is shown).
         id_or_name: String,
         #[command(flatten)]
         out: Output,
@@ -93,13 +93,10 @@ pub struct Output {
 /// # Errors
 /// The message to print: a bad argument or file, an unreachable daemon, or
 /// the daemon's error (code, message and each field problem).
-pub fn run(args: PackagesArgs) -> Result<(), String> {
-    let socket = args
-        .socket
-        .unwrap_or_else(|| crate::config::Config::default().socket);
+pub fn run(args: PackagesArgs, socket: &Path) -> Result<(), String> {
     let text = match args.cmd {
         PackagesCmd::Load { file, out } => {
-            let s = load(&socket, &file)?;
+            let s = load(socket, &file)?;
             if out.json {
                 to_json(&s)?
             } else {
@@ -132,7 +129,7 @@ pub fn run(args: PackagesArgs) -> Result<(), String> {
                     _ => Err(format!("filter {f:?} is not FIELD=VALUE")),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let rows = list(&socket, &filters)?;
+            let rows = list(socket, &filters)?;
             if out.json {
                 to_json(&rows)?
             } else {
@@ -140,7 +137,7 @@ pub fn run(args: PackagesArgs) -> Result<(), String> {
             }
         }
         PackagesCmd::Get { id_or_name, out } => {
-            let p = get(&socket, &id_or_name)?;
+            let p = get(socket, &id_or_name)?;
             if out.json {
                 to_json(&p)?
             } else {

@@ -12,13 +12,15 @@
 //! - [`server`]: data-dir and socket ownership, accept loop, signals.
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
-//! - [`cli_packages`]: the client side of `imgstore packages ...` (to be
-//!   merged into the CLI framework).
+//! - [`cli`]: the command line: `serve`, and the imgadm-style client verbs
+//!   that talk to the daemon's socket.
+//! - [`cli_packages`]: the client side of `imgstore packages ...`.
 //!
 //! The binary (`src/main.rs`) is thin: `imgstore serve` runs the daemon, and
-//! the other verbs are a client of its socket.
+//! the other verbs are a client of its socket ([`cli`]).
 
 pub mod api;
+pub mod cli;
 pub mod cli_packages;
 pub mod config;
 pub mod error;

@@ -10,6 +10,7 @@
 
 use crate::api::{self, Peer};
 use crate::config::Config;
+use crate::log::LevelHandle;
 use crate::service::Service;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -195,6 +196,9 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(max_conns));
     let graceful = GracefulShutdown::new();
     tracing::info!(socket = %socket.display(), data_dir = %svc.config().data_dir.display(), pid = std::process::id(), "imgstore ready");
+    // The socket is bound and listening: from here a client's connect
+    // succeeds and its request is answered as soon as the loop below
+    // accepts it, which is what `Type=notify` readiness must promise.
     notify_systemd("READY=1");
     // Undo what interrupted tasks left in ZFS (partial datasets, snapshots),
     // without holding up readiness.
@@ -265,6 +269,7 @@ pub async fn run(
         });
     }
     tracing::info!("shutting down: no longer accepting connections");
+    notify_systemd("STOPPING=1");
     drop(listener);
     let _ = std::fs::remove_file(&socket);
     let grace = Duration::from_secs(svc.config().shutdown_grace_secs);
@@ -284,6 +289,58 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Applies a re-read config (SIGHUP): `log_level`, `limits`,
+/// `shutdown_grace_secs` and `default_pool` change live; keys that need a
+/// restart keep their running values and are named in a warning. A config
+/// that failed to load or validate is refused and the old one kept.
+pub fn reload(svc: &Arc<Service>, new: Result<Config, String>, level: &LevelHandle) {
+    let new = match new {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: new config refused; keeping the old one");
+            return;
+        }
+    };
+    let old = svc.config();
+    let mut changed = Vec::new();
+    if new.log_level != old.log_level {
+        match level.set(&new.log_level) {
+            Ok(()) => changed.push(format!(
+                "log_level {:?} -> {:?}",
+                old.log_level, new.log_level
+            )),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: log_level not applied"),
+        }
+    }
+    if new.limits != old.limits {
+        changed.push(format!("limits {:?} -> {:?}", old.limits, new.limits));
+    }
+    let mut restart = Vec::new();
+    for (name, differs) in [
+        ("data_dir", new.data_dir != old.data_dir),
+        ("socket", new.socket != old.socket),
+        ("socket_mode", new.socket_mode != old.socket_mode),
+        ("socket_group", new.socket_group != old.socket_group),
+        ("log_format", new.log_format != old.log_format),
+        ("zfs", new.zfs != old.zfs),
+    ] {
+        if differs {
+            restart.push(name);
+        }
+    }
+    // Keys that need a restart keep their running values.
+    let mut applied = (*old).clone();
+    applied.log_level = new.log_level.clone();
+    applied.limits = new.limits.clone();
+    applied.shutdown_grace_secs = new.shutdown_grace_secs;
+    applied.default_pool = new.default_pool.clone();
+    svc.set_config(applied);
+    if !restart.is_empty() {
+        tracing::warn!(keys = ?restart, "SIGHUP: these keys changed but need a restart to apply");
+    }
+    tracing::info!(changed = ?changed, "SIGHUP: configuration reloaded");
 }
 
 /// Turns SIGTERM/SIGINT/SIGHUP into [`Control`] messages. signal-hook runs

@@ -51,6 +51,9 @@ fn default_compression() -> String {
 pub struct FilesRequest {
     pub manifest: PathBuf,
     pub file: PathBuf,
+    /// The pool to install into; the config's `default_pool` when absent.
+    /// (To add to the store without installing, use CreateImage or
+    /// AdminImportImage, AddImageFile and ActivateImage: `imgstore add`.)
     #[serde(default)]
     pub pool: Option<String>,
 }
@@ -362,10 +365,17 @@ impl Service {
     pub fn install_from_files(self: &Arc<Self>, req: FilesRequest) -> Result<(Task, bool)> {
         check_path("manifest", &req.manifest)?;
         check_path("file", &req.file)?;
-        if let Some(pool) = &req.pool {
-            crate::zfs::validate_pool_name(pool)?;
-            self.zfs.available()?;
+        let mut req = req;
+        let pool = req
+            .pool
+            .take()
+            .unwrap_or_else(|| self.config().default_pool.clone());
+        crate::zfs::validate_pool_name(&pool)?;
+        self.zfs.available()?;
+        if !self.zfs.pool_exists(&pool)? {
+            return Err(crate::zfs::ZfsError::PoolNotFound { pool }.into());
         }
+        req.pool = Some(pool);
         let max = self.limits().max_body_bytes;
         let meta = std::fs::metadata(&req.manifest)
             .map_err(|e| Error::param("manifest", format!("{}: {e}", req.manifest.display())))?;

@@ -537,7 +537,7 @@ fn export_and_install_from_files_round_trip() {
     let task = d3
         .post_json(
             "/images?action=install-from-files",
-            &json!({"manifest": mpath, "file": bad}),
+            &json!({"manifest": mpath, "file": bad, "pool": pool()}),
         )
         .expect(202, None);
     let t = wait_task(&d3, &task);
