@@ -154,7 +154,7 @@ fn readme_starts_with_the_two_commands() {
     let text = readme();
     let first = &blocks(&text)[0];
     assert_eq!(
-        first.body, "cargo run --release -- serve\nscripts/test\n",
+        first.body, "cargo run --release -- serve\n./scripts/test\n",
         "the first block of README.md"
     );
     let before: String = text.lines().take(first.line - 1).collect();
