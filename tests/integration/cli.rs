@@ -114,7 +114,7 @@ fn cli(d: &Daemon, args: &[&str]) -> Run {
 }
 
 fn test_pool() -> String {
-    std::env::var("IMGSTORE_TEST_POOL").unwrap_or_else(|_| "zones".into())
+    crate::zfs::pool().to_string()
 }
 
 /// Whether the daemon implements `method path` (or answers "no such route").

@@ -346,7 +346,7 @@ fn readme_bootstrap_script_runs() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("boot.sock");
     let _reaper = Reaper(sock.clone());
-    let pool = std::env::var("IMGSTORE_TEST_POOL").unwrap_or_else(|_| "zones".into());
+    let pool = crate::zfs::pool().to_string();
     let cfg = dir.path().join("imgstore.toml");
     std::fs::write(
         &cfg,
