@@ -177,3 +177,29 @@ fn in_flight_request_finishes_during_graceful_shutdown() {
     let status = d.stop_after_signal();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn socket_group_comes_from_the_config() {
+    use std::os::unix::fs::MetadataExt;
+    let mut d = Daemon::start();
+    d.stop();
+    let gid = nix::unistd::Group::from_name("daemon")
+        .unwrap()
+        .expect("group daemon exists")
+        .gid;
+    std::fs::write(
+        d.config_path(),
+        "socket_group = \"daemon\"\nsocket_mode = \"0660\"\n",
+    )
+    .unwrap();
+    d.spawn();
+    let md = std::fs::metadata(&d.sock).unwrap();
+    assert_eq!(md.gid(), gid.as_raw());
+    assert_eq!(md.mode() & 0o777, 0o660);
+    d.stop();
+    // A group that does not exist is refused, naming it.
+    std::fs::write(d.config_path(), "socket_group = \"no-such-group-xyz\"\n").unwrap();
+    let out = d.command().output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-group-xyz"));
+}
