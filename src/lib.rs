@@ -10,6 +10,8 @@
 //!   no HTTP types.
 //! - [`api`]: the route table and handlers (hyper), one file per resource.
 //! - [`server`]: data-dir and socket ownership, accept loop, signals.
+//! - [`sources`]: remote image sources (IMGAPI, DSAPI, directories) and the
+//!   HTTP(S) client that fetches from them with retries and resume.
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
 //!
@@ -23,6 +25,7 @@ pub mod log;
 pub mod manifest;
 pub mod server;
 pub mod service;
+pub mod sources;
 pub mod store;
 pub mod tasks;
 pub mod zfs;

@@ -17,6 +17,7 @@ pub mod pipe;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
+use crate::sources::Sources;
 use crate::store::{cas::Cas, meta::Meta};
 use crate::tasks::Tasks;
 use crate::zfs::Zfs;
@@ -31,6 +32,8 @@ pub struct Service {
     pub meta: Meta,
     pub zfs: Zfs,
     pub tasks: Arc<Tasks>,
+    /// Remote sources, their HTTP client and in-flight downloads.
+    pub sources: Sources,
     /// Undo steps of running tasks (see `install.rs`).
     journal: sled::Tree,
     config: RwLock<Arc<Config>>,
@@ -55,6 +58,10 @@ impl Service {
             tracing::warn!(task = %t.id, kind = %t.kind, "task was interrupted by a restart; marked failed");
         }
         let journal = meta.tree("journal").map_err(|e| format!("journal: {e}"))?;
+        let sources = meta
+            .tree("sources")
+            .map_err(|e| format!("sources: {e}"))
+            .and_then(|t| Sources::open(t, &config.sources))?;
         let zfs = Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
         Ok(Arc::new_cyclic(|me| Service {
             me: me.clone(),
@@ -62,6 +69,7 @@ impl Service {
             meta,
             zfs,
             tasks: Arc::new(tasks),
+            sources,
             journal,
             config: RwLock::new(Arc::new(config)),
             write_lock: Mutex::new(()),
