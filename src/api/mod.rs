@@ -6,6 +6,7 @@
 //! shape; no request ends in a hang or an HTML page.
 
 pub mod images;
+pub mod sources;
 pub mod tasks;
 
 use crate::error::{Error, Result};
@@ -193,6 +194,14 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
         (["pools", _, "images", _], &Method::GET | &Method::HEAD) => tasks::pool_image(ctx).await,
         (["pools", _, "images", _], &Method::DELETE) => tasks::uninstall(ctx).await,
         (["pools", _, "images", _], _) => Err(not_allowed(&ctx, "GET, HEAD, DELETE")),
+        (["sources"], &Method::GET | &Method::HEAD) => sources::list(ctx).await,
+        (["sources"], &Method::POST) => sources::add(ctx).await,
+        (["sources"], &Method::DELETE) => sources::remove(ctx).await,
+        (["sources"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST, DELETE")),
+        (["sources", "images"], &Method::GET | &Method::HEAD) => sources::avail(ctx).await,
+        (["sources", "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
+        (["sources", "images", _], &Method::GET | &Method::HEAD) => sources::avail_one(ctx).await,
+        (["sources", "images", _], _) => Err(not_allowed(&ctx, "GET, HEAD")),
         _ => Err(Error::RouteNotFound {
             method: ctx.method.to_string(),
             path: ctx.req.uri().path().to_string(),
@@ -203,7 +212,7 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
 /// Splits and percent-decodes the path. A segment that decodes to invalid
 /// UTF-8, or to `.`/`..`, or contains `/` once decoded, cannot name
 /// anything and is refused.
-fn segments(path: &str) -> Result<Vec<String>> {
+pub(crate) fn segments(path: &str) -> Result<Vec<String>> {
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {

@@ -12,6 +12,7 @@
 pub mod create;
 pub mod filter;
 pub mod images;
+pub mod import;
 pub mod install;
 pub mod pipe;
 
