@@ -95,6 +95,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 ("socket_group", new.socket_group != old.socket_group),
                 ("log_format", new.log_format != old.log_format),
                 ("zfs", new.zfs != old.zfs),
+                ("peer", new.peer != old.peer),
             ] {
                 if differs {
                     restart.push(name);
