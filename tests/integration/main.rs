@@ -5,4 +5,6 @@ mod common;
 mod daemon;
 mod images;
 mod memory;
+mod nginx;
+mod remote;
 mod zfs;
