@@ -33,7 +33,7 @@ use super::Service;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
 use crate::sources::client::{Delivery, Transfer};
-use crate::sources::{FileLoc, RemoteImage, Source};
+use crate::sources::{Catalog, FileLoc, RemoteImage, Source};
 use crate::store::cas::Sealed;
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
@@ -194,14 +194,15 @@ impl Service {
         let mut origin_missing = None;
         for src in &sources {
             ctx.check()?;
-            match rt.block_on(src.get(http, uuid)) {
+            let mut catalog = Catalog::new(src, http);
+            match rt.block_on(catalog.get(uuid)) {
                 Ok(None) => not_here.push(src.url().to_string()),
                 Err(e) => {
                     let e = e.into_error(&format!("image {uuid} from source {}", src.url()));
                     tracing::warn!(source = src.url(), error = %e, "source failed; trying the next");
                     failures.push((src.url().to_string(), e));
                 }
-                Ok(Some(leaf)) => match self.walk_chain(ctx, rt, src, leaf) {
+                Ok(Some(leaf)) => match self.walk_chain(ctx, rt, &mut catalog, src, leaf) {
                     Ok(plan) => return Ok(plan),
                     Err(ChainError::OriginMissing(e)) => {
                         tracing::warn!(source = src.url(), error = %e, "chain incomplete at source; trying the next");
@@ -246,6 +247,7 @@ impl Service {
         &self,
         ctx: &TaskCtx,
         rt: &Handle,
+        catalog: &mut Catalog<'_>,
         src: &Source,
         leaf: RemoteImage,
     ) -> std::result::Result<Plan, ChainError> {
@@ -258,6 +260,16 @@ impl Service {
             let Some(origin) = cur.str_field("origin").map(str::to_string) else {
                 break;
             };
+            if check_uuid(&origin).is_err() {
+                return Err(ChainError::Fatal(Error::param(
+                    "origin",
+                    format!(
+                        "image {} at {} has origin {origin:?}, which is not a lowercase UUID",
+                        cur.uuid(),
+                        src.url()
+                    ),
+                )));
+            }
             if chain.len() >= MAX_CHAIN {
                 return Err(ChainError::Fatal(Error::param(
                     "origin",
@@ -285,7 +297,7 @@ impl Service {
                 present = Some(origin);
                 break;
             }
-            match rt.block_on(src.get(&self.sources.http, &origin)) {
+            match rt.block_on(catalog.get(&origin)) {
                 Ok(Some(img)) => chain.push(img),
                 Ok(None) => {
                     return Err(ChainError::OriginMissing(Error::OriginNotFoundInSource(
@@ -474,7 +486,7 @@ impl Service {
         let stats = Arc::new(Transfer::default());
         // A few MiB in flight: the network never waits for one disk write,
         // and memory stays flat whatever the file size.
-        let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
         let download = {
             let stop_ctx = ctx.clone();
             let to = Delivery {

@@ -274,6 +274,12 @@ impl Source {
         }
     }
 
+    /// Whether [`Source::get`] reads the whole list (DSAPI index, directory),
+    /// so that looking up a chain should read it once ([`Catalog`]).
+    fn lists_everything(&self) -> bool {
+        !matches!(self.target, Target::Imgapi { .. })
+    }
+
     /// Streams the image's file into `to`, in order, each byte once. HTTP
     /// downloads are retried and resumed (see [`client`]); `size`, when
     /// known, bounds what is accepted.
@@ -294,6 +300,51 @@ impl Source {
             }
             FileLoc::Path(path) => file::read(path, size, to).await,
         }
+    }
+}
+
+/// Whether two source URLs name the same source (a trailing `/` aside).
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/')
+}
+
+/// Lookups of several images at one source (an origin chain): a source
+/// whose `get` reads its whole list is read once, not once per image.
+pub struct Catalog<'a> {
+    source: &'a Source,
+    http: &'a Http,
+    listed: Option<Vec<RemoteImage>>,
+}
+
+impl<'a> Catalog<'a> {
+    pub fn new(source: &'a Source, http: &'a Http) -> Catalog<'a> {
+        Catalog {
+            source,
+            http,
+            listed: None,
+        }
+    }
+
+    /// As [`Source::get`].
+    ///
+    /// # Errors
+    /// As [`Source::get`].
+    pub async fn get(
+        &mut self,
+        uuid: &str,
+    ) -> std::result::Result<Option<RemoteImage>, FetchError> {
+        if !self.source.lists_everything() {
+            return self.source.get(self.http, uuid).await;
+        }
+        if self.listed.is_none() {
+            self.listed = Some(self.source.list(self.http).await?);
+        }
+        Ok(self
+            .listed
+            .iter()
+            .flatten()
+            .find(|i| i.uuid() == uuid)
+            .cloned())
     }
 }
 
@@ -408,7 +459,7 @@ impl Sources {
     pub fn add(&self, spec: &SourceConfig) -> Result<Vec<SourceConfig>> {
         let src = Source::parse(spec).map_err(|e| Error::param("url", e))?;
         let mut list = self.list.write().unwrap();
-        if list.iter().any(|s| s.url() == src.url()) {
+        if list.iter().any(|s| same_url(s.url(), src.url())) {
             return Err(Error::Conflict(format!(
                 "source {} is already configured",
                 src.url()
@@ -427,14 +478,14 @@ impl Sources {
     /// `ResourceNotFound` when no source has it.
     pub fn remove(&self, url: &str) -> Result<Vec<SourceConfig>> {
         let mut list = self.list.write().unwrap();
-        let Some(pos) = list.iter().position(|s| s.url() == url.trim()) else {
+        let Some(pos) = list.iter().position(|s| same_url(s.url(), url)) else {
             return Err(Error::ResourceNotFound(format!("no source {url}")));
         };
         let mut new = list.clone();
-        new.remove(pos);
+        let removed = new.remove(pos);
         self.store(&new)?;
         *list = new;
-        self.cache.lock().unwrap().remove(url.trim());
+        self.cache.lock().unwrap().remove(removed.url());
         Ok(list.iter().map(|s| s.spec.clone()).collect())
     }
 
@@ -443,7 +494,7 @@ impl Sources {
     /// # Errors
     /// `InvalidParameter` for a URL that is not usable.
     pub fn lookup(&self, url: &str) -> Result<Source> {
-        if let Some(s) = self.list().into_iter().find(|s| s.url() == url.trim()) {
+        if let Some(s) = self.list().into_iter().find(|s| same_url(s.url(), url)) {
             return Ok(s);
         }
         Source::adhoc(url).map_err(|e| Error::param("source", e))
