@@ -201,32 +201,51 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// An HTTP/1.1 proxy in front of `127.0.0.1:upstream`. Each connection
-/// carries one request (the proxy forces `Connection: close`). The first
-/// `times` responses to a request whose path contains `needle` are cut
-/// after `after` bytes (headers included): the connection is closed in the
-/// middle of the body, as a flaky network or a crashing server would.
+/// carries one request (the proxy forces `Connection: close`). Requests
+/// whose path contains `needle` are first answered `503` (the first
+/// `fail` of them, without asking upstream), then the next `times`
+/// responses are cut after `after` bytes (headers included): the
+/// connection is closed in the middle of the body, as a flaky network or a
+/// crashing server would.
 pub struct CutProxy {
     pub port: u16,
     stop: Arc<AtomicBool>,
-    /// Responses cut so far.
+    /// Responses cut (or failed) so far.
     pub cuts: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Rule {
     needle: String,
+    fail: usize,
     after: u64,
     times: usize,
 }
 
+enum Action {
+    Pass,
+    Fail,
+    Cut(u64),
+}
+
 impl CutProxy {
     pub fn start(upstream: u16, needle: &str, after: u64, times: usize) -> CutProxy {
+        CutProxy::with(upstream, needle, 0, after, times)
+    }
+
+    /// Answers the first `fail` matching requests with 503.
+    pub fn failing(upstream: u16, needle: &str, fail: usize) -> CutProxy {
+        CutProxy::with(upstream, needle, fail, 0, 0)
+    }
+
+    fn with(upstream: u16, needle: &str, fail: usize, after: u64, times: usize) -> CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let cuts = Arc::new(AtomicUsize::new(0));
         let rule = Arc::new(Mutex::new(Rule {
             needle: needle.to_string(),
+            fail,
             after,
             times,
         }));
@@ -277,13 +296,30 @@ fn proxy_one(
         }
     }
     head.push_str("Connection: close\r\n\r\n");
-    let limit = {
+    let action = {
         let mut r = rule.lock().unwrap();
-        if r.times > 0 && path.contains(&r.needle) {
+        if !path.contains(&r.needle) {
+            Action::Pass
+        } else if r.fail > 0 {
+            r.fail -= 1;
+            Action::Fail
+        } else if r.times > 0 {
             r.times -= 1;
-            Some(r.after)
+            Action::Cut(r.after)
         } else {
-            None
+            Action::Pass
+        }
+    };
+    let limit = match action {
+        Action::Pass => None,
+        Action::Cut(n) => Some(n),
+        Action::Fail => {
+            let mut client = client;
+            cuts.fetch_add(1, Ordering::SeqCst);
+            client.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )?;
+            return Ok(());
         }
     };
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;

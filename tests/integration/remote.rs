@@ -413,6 +413,47 @@ fn dropped_connection_resumes_with_range() {
 }
 
 #[test]
+fn server_errors_are_retried_with_backoff() {
+    let mut repo = Repo::new();
+    let img = repo.add("busy", None, &bytes(8, 2 << 20), false);
+    let nginx = Nginx::start(repo.root(), NginxOpts::default());
+    let proxy = CutProxy::failing(nginx.port, &img.uuid, 2);
+    let d = Daemon::start();
+    add_source(
+        &d,
+        &format!("http://127.0.0.1:{}/datasets", proxy.port),
+        "dsapi",
+        false,
+    );
+    let t = expect_success(&d, &import(&d, &img.uuid, ""));
+    let rep = &t["result"]["imported"][0];
+    assert_eq!(rep["retries"], 2, "{t}");
+    assert_eq!(rep["resumes"], 0, "{t}");
+    assert_eq!(rep["bytes_fetched"], img.size);
+    assert_eq!(proxy.cuts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(nginx.requests(&format!("/{}/", img.uuid)).len(), 1);
+    assert_eq!(file_sha1(&d, &img.uuid), img.sha1);
+    // A source that keeps failing: DownloadError with the URL and status,
+    // after the retries.
+    let img2 = repo.add("down", None, &bytes(10, 1 << 20), false);
+    let proxy2 = CutProxy::failing(nginx.port, &img2.uuid, 100);
+    let d2 = Daemon::start();
+    add_source(
+        &d2,
+        &format!("http://127.0.0.1:{}/datasets", proxy2.port),
+        "dsapi",
+        false,
+    );
+    let t = expect_failure(&d2, &import(&d2, &img2.uuid, ""), "DownloadError");
+    let msg = t["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("HTTP 503") && msg.contains(&img2.uuid) && msg.contains("6 attempts"),
+        "{msg}"
+    );
+    store_is_empty(&d2);
+}
+
+#[test]
 fn wrong_bytes_fail_with_a_checksum_error_and_store_nothing() {
     let mut repo = Repo::new();
     let data = bytes(9, 2 << 20);
@@ -515,6 +556,27 @@ fn first_source_down_the_second_is_used() {
     assert!(
         t["error"]["message"].as_str().unwrap().contains(&dead),
         "{t}"
+    );
+}
+
+#[test]
+fn a_download_that_keeps_failing_moves_to_the_next_source() {
+    let mut repo = Repo::new();
+    let img = repo.add("mirror", None, &bytes(14, 2 << 20), false);
+    let nginx = Nginx::start(repo.root(), NginxOpts::default());
+    // The first source lists the image but never serves its file.
+    let broken = CutProxy::failing(nginx.port, &img.uuid, 1000);
+    let broken_url = format!("http://127.0.0.1:{}/datasets", broken.port);
+    let d = Daemon::start();
+    add_source(&d, &broken_url, "dsapi", false);
+    add_source(&d, &nginx.url("/datasets"), "dsapi", false);
+    let t = expect_success(&d, &import(&d, &img.uuid, ""));
+    let rep = &t["result"]["imported"][0];
+    assert_eq!(rep["source"], nginx.url("/datasets").as_str(), "{t}");
+    assert_eq!(file_sha1(&d, &img.uuid), img.sha1);
+    assert!(
+        d.log_text().contains("looking for another source"),
+        "the failover is logged"
     );
 }
 
