@@ -293,6 +293,13 @@ fn dsapi_origin_chain_is_imported_base_first_from_nginx() {
     assert_eq!(base["manifest"]["files"][0]["compression"], "gzip");
     let v = d.get("/sources/images?name=~leaf").expect(200, None);
     assert_eq!(v["images"].as_array().unwrap().len(), 1);
+    let index_reads = |n: &Nginx| {
+        n.log_lines()
+            .iter()
+            .filter(|l| l.starts_with("GET /datasets "))
+            .count()
+    };
+    assert_eq!(index_reads(&nginx), 1, "the list is cached between calls");
     let v = d
         .get(&format!("/sources/images/{}", chain[1].uuid))
         .expect(200, None);
@@ -303,12 +310,6 @@ fn dsapi_origin_chain_is_imported_base_first_from_nginx() {
         .expect(422, Some("InvalidParameter"));
 
     // Import the leaf: the whole chain comes, base first, each verified.
-    let index_reads = |n: &Nginx| {
-        n.log_lines()
-            .iter()
-            .filter(|l| l.starts_with("GET /datasets "))
-            .count()
-    };
     let before = index_reads(&nginx);
     let task = import(&d, &chain[2].uuid, "");
     assert_eq!(task["type"], "import-remote");
