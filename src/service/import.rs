@@ -405,11 +405,10 @@ impl Service {
         let mut failed_bytes = 0u64;
         let fetched = loop {
             let (src, loc) = &candidates[tried];
-            let done_before = failed_bytes;
             match self.fetch(ctx, rt, src, loc, job) {
                 Ok(f) => break (f, src.url().to_string()),
                 Err((e, partial, transient)) => {
-                    failed_bytes = done_before + partial;
+                    failed_bytes += partial;
                     if !(failover && transient) {
                         return Err(e);
                     }
@@ -438,7 +437,8 @@ impl Service {
             "shared": !recorded,
             "waited": waited,
             "bytes": size,
-            "bytes_fetched": f.received,
+            // Everything received for this image, a failed source included.
+            "bytes_fetched": f.received + failed_bytes,
             "retries": f.retries,
             "resumes": f.resumes,
         }))
