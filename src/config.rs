@@ -33,6 +33,46 @@ pub struct Config {
     pub default_pool: String,
     pub limits: Limits,
     pub zfs: ZfsConfig,
+    /// Remote image sources, in order. They seed the persisted list the
+    /// first time the daemon starts on a data dir; after that `/sources`
+    /// owns the list (see `sources/mod.rs`).
+    pub sources: Vec<SourceConfig>,
+    pub peer: PeerConfig,
+}
+
+/// One remote image source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Base URL (`http(s)://...`, may carry `?channel=NAME`), or for type
+    /// `file` an absolute directory path (or `file:///dir`).
+    pub url: String,
+    #[serde(rename = "type", default)]
+    pub kind: SourceKind,
+    /// Accept any TLS certificate (lab setups only; logged at each use).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// An IMGAPI-compatible server (another imgstore's peer listener too).
+    #[default]
+    Imgapi,
+    /// A static "poor man's" DSAPI server: a JSON array at the base URL.
+    Dsapi,
+    /// A local directory in the export layout.
+    File,
+}
+
+/// The optional TCP listener that serves the read-only IMGAPI subset to
+/// other nodes.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerConfig {
+    /// `""` (off) or `ADDR:PORT`, e.g. `"127.0.0.1:9090"`.
+    pub listen: String,
 }
 
 /// Limits that protect the daemon from runaway or hostile clients. All can
@@ -74,6 +114,8 @@ impl Default for Config {
             default_pool: "zones".into(),
             limits: Limits::default(),
             zfs: ZfsConfig::default(),
+            sources: Vec::new(),
+            peer: PeerConfig::default(),
         }
     }
 }
@@ -157,6 +199,20 @@ impl Config {
         if self.limits.header_timeout_secs == 0 || self.limits.idle_timeout_secs == 0 {
             return Err("limits: timeouts must be at least 1 second".into());
         }
+        for (i, s) in self.sources.iter().enumerate() {
+            crate::sources::Source::parse(s).map_err(|e| format!("sources[{i}]: {e}"))?;
+        }
+        if !self.peer.listen.is_empty() {
+            self.peer
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| {
+                    format!(
+                        "peer.listen: expected \"\" (off) or ADDR:PORT such as \"127.0.0.1:9090\", got {:?}",
+                        self.peer.listen
+                    )
+                })?;
+        }
         Ok(())
     }
 
@@ -202,6 +258,24 @@ mod tests {
                 .socket_mode_bits(),
             Ok(0o600)
         );
+    }
+
+    #[test]
+    fn sources_and_peer_are_parsed_and_checked() {
+        let c = Config::parse(
+            "sources = [{url = \"https://images.example.com\"}, {url = \"/srv/img\", type = \"file\"}]\n[peer]\nlisten = \"127.0.0.1:9090\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sources[0].kind, SourceKind::Imgapi);
+        assert!(!c.sources[0].insecure);
+        assert_eq!(c.sources[1].kind, SourceKind::File);
+        assert_eq!(c.peer.listen, "127.0.0.1:9090");
+        let err = Config::parse("sources = [{url = \"ftp://x\"}]").unwrap_err();
+        assert!(err.contains("sources[0]"), "{err}");
+        let err = Config::parse("sources = [{url = \"http://x\", type = \"docker\"}]").unwrap_err();
+        assert!(err.contains("docker"), "{err}");
+        let err = Config::parse("[peer]\nlisten = \"9090\"").unwrap_err();
+        assert!(err.contains("peer.listen"), "{err}");
     }
 
     #[test]

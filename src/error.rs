@@ -88,6 +88,22 @@ pub enum Error {
     UncompressionError(String),
     #[error("{0}")]
     NotSupported(String),
+    /// No source offers the image (imgadm's ImageNotFound).
+    #[error("{0}")]
+    ImageNotFound(String),
+    /// The source that has an image lacks one of its origins.
+    #[error("{0}")]
+    OriginNotFoundInSource(String),
+    /// A remote answered a download with a permanent error status, or with
+    /// something that is not what was asked for. The message names the URL.
+    #[error("{0}")]
+    DownloadError(String),
+    /// A remote source could not be reached or kept failing (IMGAPI's code).
+    #[error("{0}")]
+    RemoteSourceError(String),
+    /// A remote source's TLS certificate was not trusted.
+    #[error("{0}")]
+    TlsError(String),
     #[error(transparent)]
     Zfs(#[from] crate::zfs::ZfsError),
 }
@@ -125,6 +141,11 @@ impl Error {
             Error::DatasetHasNoOrigin(_) => "DatasetHasNoOrigin",
             Error::UncompressionError(_) => "UncompressionError",
             Error::NotSupported(_) => "NotSupported",
+            Error::ImageNotFound(_) => "ImageNotFound",
+            Error::OriginNotFoundInSource(_) => "OriginNotFoundInSource",
+            Error::DownloadError(_) => "DownloadError",
+            Error::RemoteSourceError(_) => "RemoteSourceError",
+            Error::TlsError(_) => "TlsError",
             Error::Zfs(e) => e.code(),
         }
     }
@@ -160,6 +181,11 @@ impl Error {
             | Error::DatasetHasNoOrigin(_)
             | Error::UncompressionError(_)
             | Error::NotSupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::ImageNotFound(_) => StatusCode::NOT_FOUND,
+            // The image was found; what is wrong is its chain at the source.
+            Error::OriginNotFoundInSource(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::DownloadError(_) | Error::TlsError(_) => StatusCode::BAD_GATEWAY,
+            Error::RemoteSourceError(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Zfs(e) => {
                 use crate::zfs::ZfsError as Z;
                 match e {
@@ -325,6 +351,15 @@ mod tests {
             (Error::DatasetHasNoOrigin(s()), "DatasetHasNoOrigin", 422),
             (Error::UncompressionError(s()), "UncompressionError", 422),
             (Error::NotSupported(s()), "NotSupported", 422),
+            (Error::ImageNotFound(s()), "ImageNotFound", 404),
+            (
+                Error::OriginNotFoundInSource(s()),
+                "OriginNotFoundInSource",
+                422,
+            ),
+            (Error::DownloadError(s()), "DownloadError", 502),
+            (Error::RemoteSourceError(s()), "RemoteSourceError", 503),
+            (Error::TlsError(s()), "TlsError", 502),
             (
                 Error::Zfs(ZfsError::NotAvailable { detail: s() }),
                 "ZfsNotAvailable",

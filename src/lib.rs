@@ -10,6 +10,10 @@
 //!   no HTTP types.
 //! - [`api`]: the route table and handlers (hyper), one file per resource.
 //! - [`server`]: data-dir and socket ownership, accept loop, signals.
+//! - [`sources`]: remote image sources (IMGAPI, DSAPI, directories) and the
+//!   HTTP(S) client that fetches from them with retries and resume.
+//! - [`peer`]: the optional TCP listener serving the read-only IMGAPI subset
+//!   to other nodes.
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
 //! - [`cli`]: the command line: `serve`, and the imgadm-style client verbs
@@ -26,8 +30,10 @@ pub mod config;
 pub mod error;
 pub mod log;
 pub mod manifest;
+pub mod peer;
 pub mod server;
 pub mod service;
+pub mod sources;
 pub mod store;
 pub mod tasks;
 pub mod zfs;

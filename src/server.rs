@@ -88,6 +88,8 @@ pub struct Bound {
     pub svc: Arc<Service>,
     listener: UnixListener,
     socket: PathBuf,
+    /// The peer listener (`[peer] listen`), when configured.
+    peer: Option<std::net::TcpListener>,
     _data_lock: PidLock,
     _socket_lock: PidLock,
 }
@@ -124,6 +126,7 @@ pub fn bind(config: Config) -> Result<Bound, String> {
             .ok_or_else(|| format!("socket_group {:?}: no such group", config.socket_group))?;
         Some(g.gid)
     };
+    let peer = crate::peer::bind(&config.peer.listen)?;
     let svc = Service::open(config)?;
     // Holding the socket lock, a leftover socket can only be a crashed
     // daemon's.
@@ -147,6 +150,7 @@ pub fn bind(config: Config) -> Result<Bound, String> {
         svc,
         listener,
         socket,
+        peer,
         _data_lock: data_lock,
         _socket_lock: socket_lock,
     })
@@ -190,8 +194,11 @@ pub async fn run(
         svc,
         listener,
         socket,
+        peer,
         ..
     } = bound;
+    let (stop_peer, peer_stopped) = tokio::sync::watch::channel(false);
+    let peer_task = peer.map(|l| tokio::spawn(crate::peer::serve(l, svc.clone(), peer_stopped)));
     let mut max_conns = svc.limits().max_connections;
     let permits = Arc::new(Semaphore::new(max_conns));
     let graceful = GracefulShutdown::new();
@@ -272,6 +279,7 @@ pub async fn run(
     notify_systemd("STOPPING=1");
     drop(listener);
     let _ = std::fs::remove_file(&socket);
+    let _ = stop_peer.send(true);
     let grace = Duration::from_secs(svc.config().shutdown_grace_secs);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -281,6 +289,10 @@ pub async fn run(
             grace_secs = grace.as_secs(),
             "in-flight requests did not finish in the grace period; cutting them off"
         );
+    }
+    if let Some(t) = peer_task {
+        // Bounded by the same grace period, which ran concurrently.
+        let _ = t.await;
     }
     let flush_svc = svc.clone();
     tokio::task::spawn_blocking(move || flush_svc.flush())
@@ -325,6 +337,7 @@ pub fn reload(svc: &Arc<Service>, new: Result<Config, String>, level: &LevelHand
         ("socket_group", new.socket_group != old.socket_group),
         ("log_format", new.log_format != old.log_format),
         ("zfs", new.zfs != old.zfs),
+        ("peer", new.peer != old.peer),
     ] {
         if differs {
             restart.push(name);

@@ -110,6 +110,12 @@ impl TaskCtx {
         self.inner.total.store(total, Ordering::Relaxed);
     }
 
+    /// Adds work to the total, for a task made of phases (import, then
+    /// install) whose progress adds up.
+    pub fn add_total(&self, n: u64) {
+        self.inner.total.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn add_done(&self, n: u64) {
         self.inner.done.fetch_add(n, Ordering::Relaxed);
     }

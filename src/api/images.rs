@@ -72,7 +72,7 @@ pub async fn action(ctx: Ctx) -> Result<Response<Body>> {
         .ok_or_else(|| {
             Error::param(
                 "action",
-                "missing: one of import, activate, enable, disable, update, install, export",
+                "missing: one of import, import-remote, activate, enable, disable, update, install, export",
             )
         })?
         .to_string();
@@ -91,9 +91,10 @@ pub async fn action(ctx: Ctx) -> Result<Response<Body>> {
         }
         "install" => super::tasks::install(ctx).await,
         "export" => super::tasks::export(ctx).await,
+        "import-remote" => super::sources::import_remote(ctx).await,
         other => Err(Error::param(
             "action",
-            format!("unknown action {other:?}: expected one of import, activate, enable, disable, update, install, export"),
+            format!("unknown action {other:?}: expected one of import, import-remote, activate, enable, disable, update, install, export"),
         )),
     }
 }

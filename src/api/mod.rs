@@ -7,6 +7,7 @@
 
 pub mod images;
 pub mod packages;
+pub mod sources;
 pub mod tasks;
 
 use crate::error::{Error, Result};
@@ -204,6 +205,14 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
         (["packages", _], _) => Err(not_allowed(&ctx, "GET, HEAD, PUT, DELETE")),
         (["packages", _, "images"], &Method::GET | &Method::HEAD) => packages::images(ctx).await,
         (["packages", _, "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
+        (["sources"], &Method::GET | &Method::HEAD) => sources::list(ctx).await,
+        (["sources"], &Method::POST) => sources::add(ctx).await,
+        (["sources"], &Method::DELETE) => sources::remove(ctx).await,
+        (["sources"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST, DELETE")),
+        (["sources", "images"], &Method::GET | &Method::HEAD) => sources::avail(ctx).await,
+        (["sources", "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
+        (["sources", "images", _], &Method::GET | &Method::HEAD) => sources::avail_one(ctx).await,
+        (["sources", "images", _], _) => Err(not_allowed(&ctx, "GET, HEAD")),
         _ => Err(Error::RouteNotFound {
             method: ctx.method.to_string(),
             path: ctx.req.uri().path().to_string(),
@@ -214,7 +223,7 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
 /// Splits and percent-decodes the path. A segment that decodes to invalid
 /// UTF-8, or to `.`/`..`, or contains `/` once decoded, cannot name
 /// anything and is refused.
-fn segments(path: &str) -> Result<Vec<String>> {
+pub(crate) fn segments(path: &str) -> Result<Vec<String>> {
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {

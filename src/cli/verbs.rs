@@ -341,20 +341,45 @@ fn get(conn: &Conn, a: PoolImageArgs) -> Result<()> {
 
 fn avail(conn: &Conn, a: AvailArgs) -> Result<()> {
     let listing = Listing::new(&a.filters, &a.table, IMAGE_COLUMNS, &["published_at"])?;
-    let items = array(
-        conn.client()?.get("/sources/images")?,
+    // {"images": [{manifest, source}], "errors": [{url, code, message}]}:
+    // a source that did not answer is reported, not fatal (as imgadm does).
+    let v = conn.client()?.get("/sources/images")?;
+    for e in v
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .into_iter()
+        .flatten()
+    {
+        eprintln!(
+            "imgstore: warning: source {} did not answer ({}): {}",
+            e.get("url").and_then(|x| x.as_str()).unwrap_or("?"),
+            e.get("code").and_then(|x| x.as_str()).unwrap_or("?"),
+            e.get("message").and_then(|x| x.as_str()).unwrap_or("")
+        );
+    }
+    let entries = array(
+        v.get("images").cloned().unwrap_or(serde_json::Value::Null),
         "the list of available images",
     )?;
+    let items = entries
+        .into_iter()
+        .map(|e| {
+            let mut m = e.get("manifest").cloned().unwrap_or_default();
+            if let (Some(obj), Some(src)) = (m.as_object_mut(), e.get("source")) {
+                obj.insert("source".into(), src.clone());
+            }
+            m
+        })
+        .collect();
     listing.print(items);
     Ok(())
 }
 
 fn import(conn: &Conn, a: ImportArgs) -> Result<()> {
     let client = conn.client()?;
-    let mut q = vec![("action", "import-remote")];
-    if let Some(p) = &a.pool {
-        q.push(("pool", p));
-    }
+    // imgadm import installs: into -P, else the configured default pool.
+    let pool = conn.pool(&a.pool)?;
+    let q = vec![("action", "import-remote"), ("install", pool.as_str())];
     let path = with_query(&format!("/images/{}", seg(&a.uuid)), &q);
     let label = format!("import {}", short(&a.uuid));
     let Some(task) = start_and_follow(
@@ -372,7 +397,7 @@ fn import(conn: &Conn, a: ImportArgs) -> Result<()> {
     if !a.follow.json {
         let r = result_of(&task);
         let uuid = str_field(r, "image_uuid").unwrap_or(&a.uuid);
-        let pool = str_field(r, "pool").or(a.pool.as_deref());
+        let pool = str_field(r, "pool").or(Some(pool.as_str()));
         emit(&format!(
             "Imported image {}{}\n",
             describe(uuid, r.get("manifest")),

@@ -210,7 +210,9 @@ impl Service {
                 todo.push(rec);
             }
         }
-        ctx.set_total(todo.iter().map(|r| file_size(r)).sum());
+        // Added, not set: an import or install-from-files task counted its
+        // own phase first.
+        ctx.add_total(todo.iter().map(|r| file_size(r)).sum());
         for rec in todo {
             ctx.check()?;
             let result = self.install_one(ctx, &rec, pool);

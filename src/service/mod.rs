@@ -12,6 +12,7 @@
 pub mod create;
 pub mod filter;
 pub mod images;
+pub mod import;
 pub mod install;
 pub mod packages;
 pub mod patch;
@@ -19,6 +20,7 @@ pub mod pipe;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
+use crate::sources::Sources;
 use crate::store::{cas::Cas, meta::Meta, packages::PackageStore};
 use crate::tasks::Tasks;
 use crate::zfs::Zfs;
@@ -33,6 +35,8 @@ pub struct Service {
     pub meta: Meta,
     pub zfs: Zfs,
     pub tasks: Arc<Tasks>,
+    /// Remote sources, their HTTP client and in-flight downloads.
+    pub sources: Sources,
     /// Undo steps of running tasks (see `install.rs`).
     journal: sled::Tree,
     pub packages: PackageStore,
@@ -58,6 +62,10 @@ impl Service {
             tracing::warn!(task = %t.id, kind = %t.kind, "task was interrupted by a restart; marked failed");
         }
         let journal = meta.tree("journal").map_err(|e| format!("journal: {e}"))?;
+        let sources = meta
+            .tree("sources")
+            .map_err(|e| format!("sources: {e}"))
+            .and_then(|t| Sources::open(t, &config.sources))?;
         let zfs = Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
         let tree = meta
             .tree("packages")
@@ -69,6 +77,7 @@ impl Service {
             meta,
             zfs,
             tasks: Arc::new(tasks),
+            sources,
             journal,
             packages,
             config: RwLock::new(Arc::new(config)),

@@ -192,6 +192,20 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Daemon {
+        let mut d = Daemon::unstarted(extra);
+        d.spawn();
+        d
+    }
+
+    /// Starts a daemon whose config file holds `toml` from its first start.
+    pub fn start_config(toml: &str) -> Daemon {
+        let mut d = Daemon::unstarted(&[]);
+        std::fs::write(d.config_path(), toml).unwrap();
+        d.spawn();
+        d
+    }
+
+    fn unstarted(extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("imgstore-test")
             .tempdir()
@@ -199,16 +213,14 @@ impl Daemon {
         let sock = dir.path().join("d.sock");
         let data = dir.path().join("data");
         let log = dir.path().join("daemon.log");
-        let mut d = Daemon {
+        Daemon {
             dir,
             sock,
             data,
             log,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        d.spawn();
-        d
+        }
     }
 
     pub fn command(&self) -> Command {

@@ -1,0 +1,691 @@
+//! Remote image sources: where images not in the store can be imported from.
+//!
+//! Three kinds share one interface ([`Source::list`], [`Source::get`],
+//! [`Source::download`]), as imgadm's sources do (imgadm.md section 2):
+//! - [`imgapi`]: an IMGAPI-compatible server (`GET /images`,
+//!   `/images/:uuid`, `/images/:uuid/file`), including another imgstore's
+//!   peer listener;
+//! - [`dsapi`]: the legacy static server: a JSON array of (often v1)
+//!   manifests at the base URL, files at `BASE/UUID/PATH`;
+//! - [`file`]: a local directory in the export layout
+//!   (`NAME-VERSION.imgmanifest` beside `NAME-VERSION.zfs[.EXT]`).
+//!
+//! Every manifest comes out as v2 ([`crate::manifest::upgrade_v1`]) together
+//! with where its file is and what it must hash to ([`RemoteImage`]).
+//!
+//! [`Sources`] is the ordered list the daemon keeps: in the sled tree
+//! `sources` (one key, flushed on every change), seeded from the config the
+//! first time the daemon starts on a data dir. It also caches each source's
+//! image list for [`AVAIL_TTL`] for `GET /sources/images`, and tracks which
+//! images are being downloaded so that concurrent imports share one
+//! download (see `service/import.rs`).
+
+pub mod client;
+pub mod dsapi;
+pub mod file;
+pub mod imgapi;
+
+pub use crate::config::{SourceConfig, SourceKind};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use client::{Delivery, FetchError, Http};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long a source's image list is reused by `GET /sources/images`.
+pub const AVAIL_TTL: Duration = Duration::from_secs(60);
+
+/// A configured source, parsed.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// As configured; the URL string is the source's identity.
+    pub spec: SourceConfig,
+    target: Target,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Imgapi {
+        /// Scheme and authority plus path, without a trailing `/`.
+        base: String,
+        channel: Option<String>,
+    },
+    Dsapi {
+        /// The URL the index is read from, as given (less `?channel=`).
+        index: String,
+        /// `index` without a trailing `/`: files are at `BASE/UUID/PATH`.
+        base: String,
+    },
+    File {
+        dir: PathBuf,
+    },
+}
+
+/// Where an image's file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileLoc {
+    Url(String),
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for FileLoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileLoc::Url(u) => f.write_str(u),
+            FileLoc::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// An image as a source offers it.
+#[derive(Debug, Clone)]
+pub struct RemoteImage {
+    /// The manifest, upgraded to v2.
+    pub manifest: Manifest,
+    /// `None` when the manifest has no `files[0]`.
+    pub file: Option<FileLoc>,
+}
+
+impl RemoteImage {
+    pub fn uuid(&self) -> &str {
+        self.str_field("uuid").unwrap_or_default()
+    }
+
+    pub fn str_field(&self, name: &str) -> Option<&str> {
+        self.manifest.get(name).and_then(|v| v.as_str())
+    }
+
+    fn file_field(&self, name: &str) -> Option<&Value> {
+        self.manifest.get("files")?.get(0)?.get(name)
+    }
+
+    pub fn size(&self) -> Option<u64> {
+        self.file_field("size").and_then(|v| v.as_u64())
+    }
+
+    pub fn sha1(&self) -> Option<&str> {
+        self.file_field("sha1").and_then(|v| v.as_str())
+    }
+
+    /// The SHA-256 hex from `files[0].digest` (`sha256:HEX`), when given.
+    pub fn sha256(&self) -> Option<&str> {
+        self.file_field("digest")
+            .and_then(|v| v.as_str())
+            .and_then(|d| d.strip_prefix("sha256:"))
+    }
+
+    pub fn compression(&self) -> Option<&str> {
+        self.file_field("compression").and_then(|v| v.as_str())
+    }
+}
+
+/// Builds a [`RemoteImage`] from a raw (possibly v1) manifest; `file` says
+/// where the file is given the raw manifest. Anything that is not an object
+/// or has no uuid is skipped (`None`).
+fn remote_image(
+    raw: &Value,
+    file: impl FnOnce(&Manifest, &str) -> Option<FileLoc>,
+) -> Option<RemoteImage> {
+    let raw = raw.as_object()?;
+    let uuid = raw.get("uuid")?.as_str()?.to_string();
+    let file = if raw.get("files").and_then(|f| f.get(0)).is_some() {
+        file(raw, &uuid)
+    } else {
+        None
+    };
+    Some(RemoteImage {
+        manifest: crate::manifest::upgrade_v1(raw),
+        file,
+    })
+}
+
+/// Splits `?channel=` off an http(s) URL; any other query parameter is an
+/// error (nothing else is understood, so silently dropping it would hide a
+/// mistake).
+fn split_channel(url: &str) -> std::result::Result<(String, Option<String>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let mut channel = None;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "channel" if !v.is_empty() => channel = Some(v.into_owned()),
+            other => {
+                return Err(format!(
+                "url {url:?}: query parameter {other:?} is not understood (only ?channel=NAME is)"
+            ))
+            }
+        }
+    }
+    Ok((base.to_string(), channel))
+}
+
+impl Source {
+    /// Parses and checks a configured source.
+    ///
+    /// # Errors
+    /// A message naming the problem: not an http(s) URL (imgapi, dsapi), not
+    /// an absolute path (file), a query parameter other than `channel`.
+    pub fn parse(spec: &SourceConfig) -> std::result::Result<Source, String> {
+        let url = spec.url.trim();
+        if url.is_empty() {
+            return Err("url is empty".into());
+        }
+        let target = match spec.kind {
+            SourceKind::File => {
+                let path = url.strip_prefix("file://").unwrap_or(url);
+                let dir = PathBuf::from(path);
+                if !dir.is_absolute() || path.contains('?') {
+                    return Err(format!(
+                        "url {url:?}: a file source is an absolute directory path (or file:///dir)"
+                    ));
+                }
+                Target::File { dir }
+            }
+            SourceKind::Imgapi | SourceKind::Dsapi => {
+                let (base, channel) = split_channel(url)?;
+                let uri: hyper::Uri = base
+                    .parse()
+                    .map_err(|e| format!("url {url:?} is not a valid URL: {e}"))?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err(format!(
+                        "url {url:?}: expected an http:// or https:// URL with a host"
+                    ));
+                }
+                let trimmed = base.trim_end_matches('/').to_string();
+                if spec.kind == SourceKind::Imgapi {
+                    Target::Imgapi {
+                        base: trimmed,
+                        channel,
+                    }
+                } else {
+                    Target::Dsapi {
+                        index: base,
+                        base: trimmed,
+                    }
+                }
+            }
+        };
+        if spec.insecure && !url.starts_with("https://") {
+            return Err(format!(
+                "url {url:?}: insecure only applies to https:// sources"
+            ));
+        }
+        Ok(Source {
+            spec: SourceConfig {
+                url: url.to_string(),
+                kind: spec.kind,
+                insecure: spec.insecure,
+            },
+            target,
+        })
+    }
+
+    /// An ad-hoc IMGAPI source (`?source=URL` not in the list).
+    pub fn adhoc(url: &str) -> std::result::Result<Source, String> {
+        Source::parse(&SourceConfig {
+            url: url.to_string(),
+            kind: SourceKind::Imgapi,
+            insecure: false,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.spec.url
+    }
+
+    /// Every image the source offers (for IMGAPI: the active ones).
+    ///
+    /// # Errors
+    /// The source did not answer, or answered something unusable.
+    pub async fn list(&self, http: &Http) -> std::result::Result<Vec<RemoteImage>, FetchError> {
+        match &self.target {
+            Target::Imgapi { base, channel } => {
+                imgapi::list(http, base, channel.as_deref(), self.spec.insecure).await
+            }
+            Target::Dsapi { index, base } => {
+                dsapi::list(http, index, base, self.spec.insecure).await
+            }
+            Target::File { dir } => file::list(dir.clone()).await,
+        }
+    }
+
+    /// One image, or `None` when the source does not have it.
+    ///
+    /// # Errors
+    /// The source did not answer, or answered something unusable.
+    pub async fn get(
+        &self,
+        http: &Http,
+        uuid: &str,
+    ) -> std::result::Result<Option<RemoteImage>, FetchError> {
+        match &self.target {
+            Target::Imgapi { base, channel } => {
+                imgapi::get(http, base, channel.as_deref(), self.spec.insecure, uuid).await
+            }
+            Target::Dsapi { .. } | Target::File { .. } => Ok(self
+                .list(http)
+                .await?
+                .into_iter()
+                .find(|i| i.uuid() == uuid)),
+        }
+    }
+
+    /// Whether [`Source::get`] reads the whole list (DSAPI index, directory),
+    /// so that looking up a chain should read it once ([`Catalog`]).
+    fn lists_everything(&self) -> bool {
+        !matches!(self.target, Target::Imgapi { .. })
+    }
+
+    /// Streams the image's file into `to`, in order, each byte once. HTTP
+    /// downloads are retried and resumed (see [`client`]); `size`, when
+    /// known, bounds what is accepted.
+    ///
+    /// # Errors
+    /// As [`Http::download`]; `Local` for an unreadable file.
+    pub async fn download(
+        &self,
+        http: &Http,
+        loc: &FileLoc,
+        size: Option<u64>,
+        to: &Delivery,
+    ) -> std::result::Result<(), FetchError> {
+        match loc {
+            FileLoc::Url(url) => {
+                http.download(url, self.spec.insecure, size, client::DOWNLOAD, to)
+                    .await
+            }
+            FileLoc::Path(path) => file::read(path, size, to).await,
+        }
+    }
+}
+
+/// Whether two source URLs name the same source (a trailing `/` aside).
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/')
+}
+
+/// Lookups of several images at one source (an origin chain): a source
+/// whose `get` reads its whole list is read once, not once per image.
+pub struct Catalog<'a> {
+    source: &'a Source,
+    http: &'a Http,
+    listed: Option<Vec<RemoteImage>>,
+}
+
+impl<'a> Catalog<'a> {
+    pub fn new(source: &'a Source, http: &'a Http) -> Catalog<'a> {
+        Catalog {
+            source,
+            http,
+            listed: None,
+        }
+    }
+
+    /// As [`Source::get`].
+    ///
+    /// # Errors
+    /// As [`Source::get`].
+    pub async fn get(
+        &mut self,
+        uuid: &str,
+    ) -> std::result::Result<Option<RemoteImage>, FetchError> {
+        if !self.source.lists_everything() {
+            return self.source.get(self.http, uuid).await;
+        }
+        if self.listed.is_none() {
+            self.listed = Some(self.source.list(self.http).await?);
+        }
+        Ok(self
+            .listed
+            .iter()
+            .flatten()
+            .find(|i| i.uuid() == uuid)
+            .cloned())
+    }
+}
+
+/// A source that could not be listed, as `GET /sources/images` reports it.
+#[derive(Debug, Clone)]
+pub struct SourceFailure {
+    pub source: SourceConfig,
+    pub error: Arc<Error>,
+}
+
+impl SourceFailure {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "url": self.source.url,
+            "type": self.source.kind,
+            "code": self.error.code(),
+            "message": self.error.to_string(),
+        })
+    }
+}
+
+/// What `GET /sources/images` merges: each image with the source it came
+/// from (the first source that has a uuid wins).
+pub struct Avail {
+    pub images: Vec<(RemoteImage, String)>,
+    pub failures: Vec<SourceFailure>,
+}
+
+/// Each source's image list and when it was fetched.
+type ListCache = HashMap<String, (Instant, Arc<Vec<RemoteImage>>)>;
+
+/// The daemon's ordered, persisted source list, the HTTP client, the list
+/// cache and the in-flight download table.
+pub struct Sources {
+    tree: sled::Tree,
+    list: RwLock<Vec<Source>>,
+    pub http: Http,
+    cache: Mutex<ListCache>,
+    inflight: Mutex<HashSet<String>>,
+    inflight_done: Condvar,
+}
+
+const LIST_KEY: &[u8] = b"list";
+
+impl Sources {
+    /// Loads the list from `tree`, or seeds it from the config the first
+    /// time (when the tree has never been written).
+    ///
+    /// # Errors
+    /// sled failed, or the stored list cannot be read.
+    pub fn open(tree: sled::Tree, seed: &[SourceConfig]) -> std::result::Result<Sources, String> {
+        let stored = tree.get(LIST_KEY).map_err(|e| format!("sources: {e}"))?;
+        let specs: Vec<SourceConfig> = match stored {
+            Some(bytes) => {
+                let specs: Vec<SourceConfig> = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("sources: stored list is unreadable: {e}"))?;
+                if !seed.is_empty() && specs != seed {
+                    tracing::info!(
+                        "the config's sources differ from the stored list; the stored list (managed with /sources) is used"
+                    );
+                }
+                specs
+            }
+            None => {
+                let bytes = serde_json::to_vec(seed).map_err(|e| e.to_string())?;
+                tree.insert(LIST_KEY, bytes)
+                    .map_err(|e| format!("sources: {e}"))?;
+                tree.flush().map_err(|e| format!("sources: {e}"))?;
+                seed.to_vec()
+            }
+        };
+        let mut list = Vec::new();
+        for s in &specs {
+            match Source::parse(s) {
+                Ok(src) => list.push(src),
+                // A stored source always parsed when it was added; should
+                // the rules tighten, keep the daemon up and say why.
+                Err(e) => tracing::error!(url = %s.url, error = %e, "ignoring a stored source"),
+            }
+        }
+        Ok(Sources {
+            tree,
+            list: RwLock::new(list),
+            http: Http::new(),
+            cache: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashSet::new()),
+            inflight_done: Condvar::new(),
+        })
+    }
+
+    /// The sources, in order.
+    pub fn list(&self) -> Vec<Source> {
+        self.list.read().unwrap().clone()
+    }
+
+    pub fn specs(&self) -> Vec<SourceConfig> {
+        self.list().into_iter().map(|s| s.spec).collect()
+    }
+
+    fn store(&self, list: &[Source]) -> Result<()> {
+        let specs: Vec<&SourceConfig> = list.iter().map(|s| &s.spec).collect();
+        let bytes = serde_json::to_vec(&specs).map_err(|e| Error::internal("sources", e))?;
+        self.tree.insert(LIST_KEY, bytes)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Appends a source. Blocking (flushes sled).
+    ///
+    /// # Errors
+    /// `InvalidParameter` for a bad spec, `Conflict` for a URL already listed.
+    pub fn add(&self, spec: &SourceConfig) -> Result<Vec<SourceConfig>> {
+        let src = Source::parse(spec).map_err(|e| Error::param("url", e))?;
+        let mut list = self.list.write().unwrap();
+        if list.iter().any(|s| same_url(s.url(), src.url())) {
+            return Err(Error::Conflict(format!(
+                "source {} is already configured",
+                src.url()
+            )));
+        }
+        let mut new = list.clone();
+        new.push(src);
+        self.store(&new)?;
+        *list = new;
+        Ok(list.iter().map(|s| s.spec.clone()).collect())
+    }
+
+    /// Removes the source with this URL. Blocking (flushes sled).
+    ///
+    /// # Errors
+    /// `ResourceNotFound` when no source has it.
+    pub fn remove(&self, url: &str) -> Result<Vec<SourceConfig>> {
+        let mut list = self.list.write().unwrap();
+        let Some(pos) = list.iter().position(|s| same_url(s.url(), url)) else {
+            return Err(Error::ResourceNotFound(format!("no source {url}")));
+        };
+        let mut new = list.clone();
+        let removed = new.remove(pos);
+        self.store(&new)?;
+        *list = new;
+        self.cache.lock().unwrap().remove(removed.url());
+        Ok(list.iter().map(|s| s.spec.clone()).collect())
+    }
+
+    /// The configured source with this URL, or an ad-hoc IMGAPI source.
+    ///
+    /// # Errors
+    /// `InvalidParameter` for a URL that is not usable.
+    pub fn lookup(&self, url: &str) -> Result<Source> {
+        if let Some(s) = self.list().into_iter().find(|s| same_url(s.url(), url)) {
+            return Ok(s);
+        }
+        Source::adhoc(url).map_err(|e| Error::param("source", e))
+    }
+
+    /// A source's image list, from the cache when fresh. Failures are not
+    /// cached: the next request asks again.
+    async fn cached_list(&self, src: &Source) -> Result<Arc<Vec<RemoteImage>>> {
+        if let Some((at, v)) = self.cache.lock().unwrap().get(src.url()) {
+            if at.elapsed() < AVAIL_TTL {
+                return Ok(v.clone());
+            }
+        }
+        let v = Arc::new(
+            src.list(&self.http)
+                .await
+                .map_err(|e| e.into_error(&format!("the images of source {}", src.url())))?,
+        );
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(src.url().to_string(), (Instant::now(), v.clone()));
+        Ok(v)
+    }
+
+    /// Every source's images, merged (first source wins for a uuid). All
+    /// sources are asked at once; one that fails is reported, not fatal.
+    pub async fn avail(&self) -> Avail {
+        let list = self.list();
+        let results =
+            futures_util::future::join_all(list.iter().map(|s| self.cached_list(s))).await;
+        let mut seen = HashSet::new();
+        let mut out = Avail {
+            images: Vec::new(),
+            failures: Vec::new(),
+        };
+        for (src, r) in list.iter().zip(results) {
+            match r {
+                Ok(images) => {
+                    for img in images.iter() {
+                        if seen.insert(img.uuid().to_string()) {
+                            out.images.push((img.clone(), src.url().to_string()));
+                        }
+                    }
+                }
+                Err(e) => out.failures.push(SourceFailure {
+                    source: src.spec.clone(),
+                    error: Arc::new(e),
+                }),
+            }
+        }
+        out
+    }
+
+    /// Takes the download slot of `uuid`, waiting while another task holds
+    /// it. `stop` is polled while waiting (a cancelled task). The slot is
+    /// released when the guard drops.
+    ///
+    /// # Errors
+    /// Whatever `stop` returns.
+    pub fn claim(
+        &self,
+        uuid: &str,
+        stop: impl Fn() -> Result<()>,
+    ) -> Result<(DownloadSlot<'_>, bool)> {
+        let mut inflight = self.inflight.lock().unwrap();
+        let mut waited = false;
+        while inflight.contains(uuid) {
+            waited = true;
+            stop()?;
+            inflight = self
+                .inflight_done
+                .wait_timeout(inflight, Duration::from_millis(200))
+                .unwrap()
+                .0;
+        }
+        inflight.insert(uuid.to_string());
+        Ok((
+            DownloadSlot {
+                sources: self,
+                uuid: uuid.to_string(),
+            },
+            waited,
+        ))
+    }
+}
+
+/// An image being downloaded by one task; see [`Sources::claim`].
+pub struct DownloadSlot<'a> {
+    sources: &'a Sources,
+    uuid: String,
+}
+
+impl Drop for DownloadSlot<'_> {
+    fn drop(&mut self) {
+        self.sources.inflight.lock().unwrap().remove(&self.uuid);
+        self.sources.inflight_done.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(url: &str, kind: SourceKind) -> SourceConfig {
+        SourceConfig {
+            url: url.into(),
+            kind,
+            insecure: false,
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_per_type() {
+        let s = Source::parse(&spec(
+            "https://images.example.com/?channel=dev",
+            SourceKind::Imgapi,
+        ))
+        .unwrap();
+        match &s.target {
+            Target::Imgapi { base, channel } => {
+                assert_eq!(base, "https://images.example.com");
+                assert_eq!(channel.as_deref(), Some("dev"));
+            }
+            t => panic!("{t:?}"),
+        }
+        let s = Source::parse(&spec("http://h:8080/datasets/", SourceKind::Dsapi)).unwrap();
+        match &s.target {
+            Target::Dsapi { index, base } => {
+                assert_eq!(index, "http://h:8080/datasets/");
+                assert_eq!(base, "http://h:8080/datasets");
+            }
+            t => panic!("{t:?}"),
+        }
+        assert!(Source::parse(&spec("file:///srv/img", SourceKind::File)).is_ok());
+        assert!(Source::parse(&spec("/srv/img", SourceKind::File)).is_ok());
+        for (url, kind) in [
+            ("srv/img", SourceKind::File),
+            ("ftp://h/x", SourceKind::Imgapi),
+            ("/local/dir", SourceKind::Dsapi),
+            ("http://h/?page=2", SourceKind::Imgapi),
+            ("", SourceKind::Imgapi),
+        ] {
+            assert!(Source::parse(&spec(url, kind)).is_err(), "{url}");
+        }
+        let mut insecure_http = spec("http://h", SourceKind::Imgapi);
+        insecure_http.insecure = true;
+        assert!(Source::parse(&insecure_http).is_err());
+    }
+
+    #[test]
+    fn list_is_seeded_once_then_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let seed = vec![spec("http://a", SourceKind::Imgapi)];
+        let s = Sources::open(db.open_tree("sources").unwrap(), &seed).unwrap();
+        assert_eq!(s.specs(), seed);
+        s.add(&spec("/srv/x", SourceKind::File)).unwrap();
+        assert_eq!(
+            s.add(&spec("http://a", SourceKind::Imgapi))
+                .unwrap_err()
+                .code(),
+            "Conflict"
+        );
+        s.remove("http://a").unwrap();
+        assert_eq!(s.remove("http://a").unwrap_err().code(), "ResourceNotFound");
+        drop(s);
+        // The seed is not applied again.
+        let s = Sources::open(db.open_tree("sources").unwrap(), &seed).unwrap();
+        assert_eq!(s.specs(), vec![spec("/srv/x", SourceKind::File)]);
+    }
+
+    #[test]
+    fn download_slots_are_exclusive_per_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let s = Arc::new(Sources::open(db.open_tree("sources").unwrap(), &[]).unwrap());
+        let (slot, waited) = s.claim("a", || Ok(())).unwrap();
+        assert!(!waited);
+        let (_b, _) = s.claim("b", || Ok(())).unwrap();
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.claim("a", || Ok(())).map(|(_, w)| w).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+        drop(slot);
+        assert!(t.join().unwrap(), "second claim waited for the first");
+        let err = {
+            let _held = s.claim("c", || Ok(())).unwrap();
+            s.claim("c", || Err(Error::Cancelled("x".into())))
+                .err()
+                .unwrap()
+        };
+        assert_eq!(err.code(), "Cancelled");
+    }
+}
