@@ -22,6 +22,109 @@ struct Cli {
 enum Cmd {
     /// Run the daemon in the foreground (SMF and systemd supervise it).
     Serve(ServeArgs),
+    /// Check the store, and with --repair fix what can be fixed without
+    /// losing data. Works on a stopped daemon's data dir; while the daemon
+    /// runs use GET /state and POST /state?action=repair. Exits 0 when no
+    /// error remains, 2 when one does, 1 when it could not run.
+    Fsck(FsckArgs),
+    /// Remove unreferenced blobs, stale temp files, expired placeholders and
+    /// tasks (and with --uninstall-unused-days, unused installed images).
+    /// Works on a stopped daemon's data dir; while it runs use POST /vacuum.
+    Vacuum(VacuumArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// Config file; when the default path does not exist, embedded defaults are used.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the config's data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn load(&self) -> Result<Config, String> {
+        let mut c = Config::load(self.config.as_deref())?;
+        if let Some(d) = &self.data_dir {
+            c.data_dir = d.clone();
+        }
+        c.validate()?;
+        imgstore::log::init("warn", "text");
+        Ok(c)
+    }
+}
+
+#[derive(clap::Args, Clone)]
+struct FsckArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Repair what can be repaired without losing data.
+    #[arg(long)]
+    repair: bool,
+    /// Check blob sizes only, without re-reading every blob for its digests.
+    #[arg(long)]
+    quick: bool,
+    /// Print the report as JSON (the shape of GET /state).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Clone)]
+struct VacuumArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Dry run: report what would be removed, remove nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Also uninstall installed images without clones unused for N days.
+    #[arg(long, value_name = "N")]
+    uninstall_unused_days: Option<u64>,
+    /// The pool for --uninstall-unused-days (default: the config's default_pool).
+    #[arg(long, value_name = "POOL", requires = "uninstall_unused_days")]
+    pool: Option<String>,
+}
+
+/// Exit status of `fsck` when errors remain.
+const EXIT_ERRORS_REMAIN: u8 = 2;
+
+fn fsck(args: FsckArgs) -> Result<ExitCode, String> {
+    use imgstore::service::fsck;
+    let config = args.store.load()?;
+    let report = fsck::run_offline(
+        &config,
+        fsck::Options {
+            verify: !args.quick,
+            repair: args.repair,
+        },
+    )?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_ERRORS_REMAIN)
+    })
+}
+
+fn vacuum(args: VacuumArgs) -> Result<ExitCode, String> {
+    use imgstore::service::{fsck, vacuum, Service};
+    let config = args.store.load()?;
+    let _lock = fsck::lock_offline(&config, "vacuum", "POST /vacuum")?;
+    let svc = Service::open(config)?;
+    let report = svc
+        .vacuum(&vacuum::Options {
+            dry_run: args.dry_run,
+            uninstall_unused_days: args.uninstall_unused_days,
+            pool: args.pool,
+        })
+        .map_err(|e| e.to_string())?;
+    svc.flush().map_err(|e| e.to_string())?;
+    print!("{}", report.render());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args, Clone)]
@@ -87,12 +190,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             if new.limits != old.limits {
                 changed.push(format!("limits {:?} -> {:?}", old.limits, new.limits));
             }
+            if new.access != old.access {
+                changed.push(format!("access {:?} -> {:?}", old.access, new.access));
+            }
             let mut restart = Vec::new();
             for (name, differs) in [
                 ("data_dir", new.data_dir != old.data_dir),
                 ("socket", new.socket != old.socket),
                 ("socket_mode", new.socket_mode != old.socket_mode),
                 ("socket_group", new.socket_group != old.socket_group),
+                ("socket_owner", new.socket_owner != old.socket_owner),
                 ("log_format", new.log_format != old.log_format),
                 ("zfs", new.zfs != old.zfs),
             ] {
@@ -104,6 +211,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             let mut applied = (*old).clone();
             applied.log_level = new.log_level.clone();
             applied.limits = new.limits.clone();
+            applied.access = new.access.clone();
             applied.shutdown_grace_secs = new.shutdown_grace_secs;
             applied.default_pool = new.default_pool.clone();
             svc.set_config(applied);
@@ -119,10 +227,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Cmd::Fsck(args) => fsck(args),
+        Cmd::Vacuum(args) => vacuum(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("imgstore: {e}");
             ExitCode::from(1)

@@ -115,6 +115,14 @@ pub fn bind(config: Config) -> Result<Bound, String> {
         Path::new(&lock_name),
         &format!("socket {}", socket.display()),
     )?;
+    let owner = if config.socket_owner.is_empty() {
+        None
+    } else {
+        let u = nix::unistd::User::from_name(&config.socket_owner)
+            .map_err(|e| format!("socket_owner {:?}: {e}", config.socket_owner))?
+            .ok_or_else(|| format!("socket_owner {:?}: no such user", config.socket_owner))?;
+        Some(u.uid)
+    };
     let group = if config.socket_group.is_empty() {
         None
     } else {
@@ -136,8 +144,8 @@ pub fn bind(config: Config) -> Result<Bound, String> {
     let listener = UnixListener::bind(&socket);
     nix::sys::stat::umask(old);
     let listener = listener.map_err(|e| format!("binding socket {}: {e}", socket.display()))?;
-    if let Some(gid) = group {
-        nix::unistd::chown(&socket, None, Some(gid))
+    if owner.is_some() || group.is_some() {
+        nix::unistd::chown(&socket, owner, group)
             .map_err(|e| format!("chown of socket {}: {e}", socket.display()))?;
     }
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))
@@ -243,10 +251,17 @@ pub async fn run(
             .unwrap_or_default();
         let limits = svc.limits();
         let svc = svc.clone();
+        // hyper's own head limit is a backstop well above ours: a head
+        // between the two gets a JSON 431 from `api::check_head`; only one
+        // past hyper's gets hyper's bare 431.
+        let hyper_head_limit = limits.max_header_bytes.saturating_mul(4).max(64 * 1024);
+        let stream = WriteDeadline::new(stream, limits.idle_timeout());
         let conn =
             hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(limits.header_timeout_secs))
+                .max_header_size(hyper_head_limit)
+                .max_buf_size(hyper_head_limit.max(DEFAULT_MAX_BUF))
                 .serve_connection(
                     TokioIo::new(stream),
                     service_fn(move |req| {
@@ -284,6 +299,114 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// hyper's default read buffer limit (8 KiB + 100 × 4 KiB).
+const DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+
+/// A connection whose writes may not stay blocked longer than `timeout`:
+/// a client that stops reading a response (or reads a byte a minute) is
+/// cut off instead of holding a connection, a file and a blocking reader
+/// thread forever. Reads are not limited here: hyper's header timeout and
+/// the body timeouts in the handlers bound them.
+pub struct WriteDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, timeout: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+
+    /// Turns a `Pending` write into a timeout error once it has been
+    /// pending for `timeout`; any progress resets the clock.
+    fn check<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future;
+        use std::task::Poll;
+        match r {
+            Poll::Ready(r) => {
+                self.sleep = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    self.sleep = None;
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "client did not read for {} s (limits.idle_timeout_secs)",
+                            timeout.as_secs()
+                        ),
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Turns SIGTERM/SIGINT/SIGHUP into [`Control`] messages. signal-hook runs

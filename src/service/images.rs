@@ -34,6 +34,9 @@ pub enum BodyError {
     Truncated(String),
     /// No byte arrived for the idle timeout.
     Idle(u64),
+    /// Fewer than `limits.min_upload_bytes_per_sec` on average arrived in an
+    /// idle-timeout window.
+    TooSlow { bytes: u64, secs: u64 },
 }
 
 /// The chunks of an upload, as the HTTP layer receives them.
@@ -214,9 +217,16 @@ impl Service {
                             "upload of image {uuid} ended after {got} bytes{}: {why}; nothing was stored",
                             expected.map(|n| format!(" of {n}")).unwrap_or_default()
                         ),
-                        BodyError::Idle(secs) => format!(
-                            "upload of image {uuid} stalled for {secs} s after {got} bytes; nothing was stored"
-                        ),
+                        BodyError::Idle(secs) => {
+                            return Err(Error::RequestTimeout(format!(
+                                "upload of image {uuid} stalled for {secs} s after {got} bytes (limits.idle_timeout_secs); nothing was stored"
+                            )))
+                        }
+                        BodyError::TooSlow { bytes, secs } => {
+                            return Err(Error::RequestTimeout(format!(
+                                "upload of image {uuid} brought only {bytes} bytes in {secs} s after {got} bytes, under limits.min_upload_bytes_per_sec; nothing was stored"
+                            )))
+                        }
                     };
                     let errors = vec![FieldError {
                         field: "size".into(),

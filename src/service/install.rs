@@ -197,6 +197,9 @@ impl Service {
 
     /// The install task's body (blocking).
     pub fn run_install(&self, ctx: &TaskCtx, uuid: &str, pool: &str) -> Result<()> {
+        // Shared with other installs; vacuum takes it exclusively to
+        // uninstall, so an origin checked below stays until we are done.
+        let _gate = self.install_gate.read().unwrap_or_else(|p| p.into_inner());
         if !self.zfs.pool_exists(pool)? {
             return Err(ZfsError::PoolNotFound {
                 pool: pool.to_string(),
@@ -336,6 +339,14 @@ impl Service {
             self.zfs.rename(&snaps[0].name, &final_snap)?;
         }
         self.zfs.rename(&partial, &target)?;
+        // Vacuum's clock of when the image was last used (best effort).
+        let now = chrono::Utc::now().timestamp().max(0).to_string();
+        if let Err(e) = self
+            .zfs
+            .set_property(&target, super::vacuum::LAST_USED_PROP, &now)
+        {
+            tracing::warn!(dataset = %target, error = %e, "could not set imgstore:last_used");
+        }
         tracing::info!(image = uuid, dataset = %target, "image installed");
         Ok(())
     }

@@ -11,9 +11,11 @@
 
 pub mod create;
 pub mod filter;
+pub mod fsck;
 pub mod images;
 pub mod install;
 pub mod pipe;
+pub mod vacuum;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
@@ -35,6 +37,10 @@ pub struct Service {
     journal: sled::Tree,
     config: RwLock<Arc<Config>>,
     write_lock: Mutex<()>,
+    /// Held shared by every running install and exclusively by vacuum while
+    /// it uninstalls unused images, so that vacuum never destroys an origin
+    /// an install is about to receive onto (see `vacuum.rs`).
+    install_gate: RwLock<()>,
 }
 
 impl Service {
@@ -56,6 +62,7 @@ impl Service {
         }
         let journal = meta.tree("journal").map_err(|e| format!("journal: {e}"))?;
         let zfs = Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
+        tasks.set_max_running(config.limits.max_tasks);
         Ok(Arc::new_cyclic(|me| Service {
             me: me.clone(),
             cas,
@@ -65,6 +72,7 @@ impl Service {
             journal,
             config: RwLock::new(Arc::new(config)),
             write_lock: Mutex::new(()),
+            install_gate: RwLock::new(()),
         }))
     }
 
@@ -83,6 +91,7 @@ impl Service {
 
     /// Replaces the live config (SIGHUP).
     pub fn set_config(&self, config: Config) {
+        self.tasks.set_max_running(config.limits.max_tasks);
         *self.config.write().unwrap() = Arc::new(config);
     }
 
