@@ -51,19 +51,51 @@ impl PidLock {
             .truncate(false)
             .open(path)
             .map_err(|e| format!("lock file {}: {e}", path.display()))?;
-        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => l,
-            Err((mut file, _)) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = pid.trim();
-                return Err(format!(
-                    "{what} is in use by another imgstore daemon (pid {}, lock {})",
-                    if pid.is_empty() { "unknown" } else { pid },
-                    path.display()
-                ));
+        // A daemon killed a moment ago can leave the lock with a child it
+        // was starting (an open file description is shared until exec):
+        // when the pid recorded in the file is dead, wait for the lock
+        // instead of refusing at once.
+        let started = std::time::Instant::now();
+        let mut file = file;
+        let mut first_holders: Option<Vec<String>> = None;
+        let mut lock = loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => break l,
+                Err((mut f, _)) => {
+                    let mut pid = String::new();
+                    let _ = f.rewind();
+                    let _ = f.read_to_string(&mut pid);
+                    let pid = pid.trim().to_string();
+                    let dead = pid.parse::<i32>().is_ok_and(|p| {
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
+                            == Err(nix::errno::Errno::ESRCH)
+                    });
+                    if dead && first_holders.is_none() {
+                        first_holders = Some(lock_holders(path));
+                    }
+                    if dead && started.elapsed() < LOCK_WAIT_FOR_DEAD_HOLDER {
+                        std::thread::sleep(Duration::from_millis(20));
+                        file = f;
+                        continue;
+                    }
+                    let holders = lock_holders(path);
+                    return Err(format!(
+                        "{what} is in use by another imgstore daemon (pid {}{}, lock {}){}",
+                        if pid.is_empty() { "unknown" } else { &pid },
+                        if dead { ", which has exited" } else { "" },
+                        path.display(),
+                        if dead && !holders.is_empty() {
+                            format!("; still held by {}", holders.join(", "))
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
             }
         };
+        if started.elapsed() > Duration::from_millis(100) {
+            tracing::warn!(lock = %path.display(), waited_ms = started.elapsed().as_millis() as u64, holders = ?first_holders, "waited for the lock of a daemon that had exited");
+        }
         let write = |f: &mut File| -> std::io::Result<()> {
             f.set_len(0)?;
             f.rewind()?;
@@ -80,6 +112,35 @@ impl PidLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// How long a start waits for a lock whose recorded owner has exited.
+const LOCK_WAIT_FOR_DEAD_HOLDER: Duration = Duration::from_secs(10);
+
+/// Processes that have `path` open, as "pid (command)" (Linux /proc; empty
+/// elsewhere), for the message when a lock stays held.
+fn lock_holders(path: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+        {
+            let cmd = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push(format!("{pid} ({})", cmd.trim()));
+        }
+    }
+    out
 }
 
 /// A daemon that owns its data dir and socket and is ready to serve.
