@@ -86,6 +86,9 @@ pub struct Report {
     /// Whether blob digests were recomputed (otherwise only sizes).
     pub verified: bool,
     pub repair: bool,
+    /// Whether the start-up undo of interrupted tasks is still running
+    /// (their pending undo steps are then a notice, not an error).
+    pub recovering: bool,
     pub findings: Vec<Finding>,
 }
 
@@ -190,6 +193,8 @@ struct Snapshot {
     pending_undo: BTreeMap<String, Vec<Undo>>,
     /// Datasets of running tasks' undo steps (never stale).
     running_datasets: BTreeSet<String>,
+    /// Start-up recovery has not finished.
+    recovering: bool,
 }
 
 fn finding(
@@ -557,17 +562,23 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
     }
     for (task, steps) in &s.pending_undo {
         let names: Vec<&str> = steps.iter().map(undo_dataset).collect();
+        let (severity, when) = if s.recovering {
+            (Severity::Notice, "start-up recovery is running them")
+        } else {
+            (Severity::Error, "they have not run")
+        };
         f.push(finding(
             "UndoPending",
-            Severity::Error,
+            severity,
             task,
             format!(
-                "ended task left ZFS undo steps that have not run (on {})",
+                "ended task left ZFS undo steps on {}: {when}",
                 names.join(", ")
             ),
             true,
         ));
     }
+    r.recovering = s.recovering;
     r
 }
 
@@ -616,6 +627,7 @@ impl Service {
                 .collect(),
             pending_undo,
             running_datasets,
+            recovering: self.recovering.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 
@@ -885,6 +897,7 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
         stale_tasks,
         pending_undo,
         running_datasets: BTreeSet::new(),
+        recovering: false,
     };
     let mut report = examine(&snap, &cas, verify);
     // Leftover partial datasets, looked up without a service.

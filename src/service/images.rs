@@ -190,6 +190,20 @@ impl Service {
                 )));
             }
         }
+        if let Some(n) = p.size.or(p.content_length) {
+            let dir = self.config().data_dir.join("ingest");
+            if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
+                // fsblkcnt_t and c_ulong are not u64 on every target.
+                #[allow(clippy::unnecessary_cast)]
+                let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+                if n > free {
+                    return Err(Error::InsufficientStorage(format!(
+                        "image file of {n} bytes does not fit: {free} bytes free in {}; nothing was stored",
+                        dir.display()
+                    )));
+                }
+            }
+        }
         let id = uuid.clone();
         let (sealed, p) = self
             .blocking(move |svc| svc.ingest(&id, &p, max, &mut chunks).map(|s| (s, p)))

@@ -110,6 +110,12 @@ impl Service {
     /// blocking pool after the socket is up; a node without ZFS keeps its
     /// journal for a start where ZFS is there.
     pub fn recover_journal(&self) {
+        self.recover_journal_steps();
+        self.recovering
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn recover_journal_steps(&self) {
         let tasks: std::collections::BTreeSet<String> = self
             .journal
             .iter()

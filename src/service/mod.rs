@@ -41,6 +41,10 @@ pub struct Service {
     /// it uninstalls unused images, so that vacuum never destroys an origin
     /// an install is about to receive onto (see `vacuum.rs`).
     install_gate: RwLock<()>,
+    /// True until the start-up undo of interrupted tasks has run
+    /// (`recover_journal`); fsck reports their pending steps as a notice
+    /// meanwhile.
+    recovering: std::sync::atomic::AtomicBool,
 }
 
 impl Service {
@@ -73,6 +77,7 @@ impl Service {
             config: RwLock::new(Arc::new(config)),
             write_lock: Mutex::new(()),
             install_gate: RwLock::new(()),
+            recovering: std::sync::atomic::AtomicBool::new(true),
         }))
     }
 
