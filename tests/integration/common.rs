@@ -184,6 +184,8 @@ pub struct Daemon {
     pub log: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Run the daemon as this uid and gid (root tests only).
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl Daemon {
@@ -192,6 +194,21 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Daemon {
+        let mut d = Daemon::new(extra);
+        d.spawn();
+        d
+    }
+
+    /// Starts a daemon on the given config file text.
+    pub fn start_configured(config: &str) -> Daemon {
+        let mut d = Daemon::new(&[]);
+        std::fs::write(d.config_path(), config).unwrap();
+        d.spawn();
+        d
+    }
+
+    /// A daemon not yet started (write its config, then `spawn`).
+    pub fn new(extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("imgstore-test")
             .tempdir()
@@ -199,16 +216,15 @@ impl Daemon {
         let sock = dir.path().join("d.sock");
         let data = dir.path().join("data");
         let log = dir.path().join("daemon.log");
-        let mut d = Daemon {
+        Daemon {
             dir,
             sock,
             data,
             log,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        d.spawn();
-        d
+            run_as: None,
+        }
     }
 
     pub fn command(&self) -> Command {
@@ -221,6 +237,10 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.sock)
             .args(&self.extra);
+        if let Some((uid, gid)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
         c
     }
 
