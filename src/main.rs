@@ -162,6 +162,15 @@ impl ServeArgs {
 
 fn serve(args: ServeArgs) -> Result<(), String> {
     let config = args.load()?;
+    // glibc gives every thread that allocates under contention its own
+    // arena (up to 8 per core); with hundreds of connections and blocking
+    // threads that fragments memory and RSS creeps up. Four arenas keep
+    // RSS flat under the soak test at no measurable cost.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
     let level = imgstore::log::init(&config.log_level, &config.log_format);
     let control = server::signals()?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1001,7 +1001,7 @@ mod tests {
         let orphan = "a".repeat(64);
         std::fs::write(dir.path().join("blobs/sha256").join(&orphan), b"o").unwrap();
         std::fs::remove_dir_all(dir.path().join("db")).unwrap();
-        let r = run_offline(&cfg, Options::default()).unwrap();
+        let r = tokio::task::block_in_place(|| run_offline(&cfg, Options::default())).unwrap();
         assert_eq!(
             codes(&r),
             [
@@ -1014,17 +1014,14 @@ mod tests {
             r.render()
         );
         assert!(!r.ok());
-        let r = run_offline(
-            &cfg,
-            Options {
-                verify: true,
-                repair: true,
-            },
-        )
-        .unwrap();
+        let opts = Options {
+            verify: true,
+            repair: true,
+        };
+        let r = tokio::task::block_in_place(|| run_offline(&cfg, opts)).unwrap();
         assert!(r.ok(), "{}", r.render());
         assert_eq!(codes(&r), ["UnreferencedBlob"], "{}", r.render());
-        let r = run_offline(&cfg, Options::default()).unwrap();
+        let r = tokio::task::block_in_place(|| run_offline(&cfg, Options::default())).unwrap();
         assert_eq!(codes(&r), ["UnreferencedBlob"], "{}", r.render());
 
         // A corrupt blob is found with verify, and not "repaired".

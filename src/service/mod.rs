@@ -23,7 +23,7 @@ use crate::store::{cas::Cas, meta::Meta};
 use crate::tasks::Tasks;
 use crate::zfs::Zfs;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 pub struct Service {
     /// A weak handle on itself, so blocking code can start tasks that own
@@ -36,7 +36,11 @@ pub struct Service {
     /// Undo steps of running tasks (see `install.rs`).
     journal: sled::Tree,
     config: RwLock<Arc<Config>>,
-    write_lock: Mutex<()>,
+    /// The single-writer lock. An async mutex: a write request waits for it
+    /// on the runtime, not parked in a blocking-pool thread, so a queue of
+    /// writers neither grows the blocking pool nor delays the reads that
+    /// need it (downloads).
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Held shared by every running install and exclusively by vacuum while
     /// it uninstalls unused images, so that vacuum never destroys an origin
     /// an install is about to receive onto (see `vacuum.rs`).
@@ -75,7 +79,7 @@ impl Service {
             tasks: Arc::new(tasks),
             journal,
             config: RwLock::new(Arc::new(config)),
-            write_lock: Mutex::new(()),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
             install_gate: RwLock::new(()),
             recovering: std::sync::atomic::AtomicBool::new(true),
         }))
@@ -107,8 +111,9 @@ impl Service {
         T: Send + 'static,
     {
         let svc = self.clone();
+        let guard = self.write_lock.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || {
-            let _guard = svc.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = guard;
             f(&svc)
         })
         .await
@@ -129,8 +134,9 @@ impl Service {
     }
 
     /// Takes the write lock from code already on the blocking pool.
+    /// Must not be called on an async worker thread (it blocks).
     pub fn write_locked<T>(&self, f: impl FnOnce(&Service) -> Result<T>) -> Result<T> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.write_lock.blocking_lock();
         f(self)
     }
 

@@ -26,8 +26,9 @@ fn client(
     stop: Arc<AtomicBool>,
     errors: Arc<Mutex<Vec<String>>>,
     uploads: Arc<AtomicU64>,
-) -> Vec<u32> {
+) -> (Vec<u32>, Vec<u32>) {
     let mut lat = Vec::new();
+    let mut up_lat = Vec::new();
     let mut x = (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut conn: Option<BufReader<UnixStream>> = None;
     let mut n = 0u64;
@@ -85,7 +86,14 @@ fn client(
             Ok((r.status, want.filter(|w| r.body != *w)))
         })();
         match result {
-            Ok((200, None)) => lat.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Ok((200, None)) => {
+                let us = start.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                if pick < 4 {
+                    up_lat.push(us);
+                } else {
+                    lat.push(us);
+                }
+            }
             Ok((status, Some(_))) => errors
                 .lock()
                 .unwrap()
@@ -97,7 +105,7 @@ fn client(
             }
         }
     }
-    lat
+    (lat, up_lat)
 }
 
 fn roundtrip(
@@ -168,14 +176,20 @@ fn soak_500_connections_no_errors_no_fd_or_rss_growth() {
         samples.push((start.elapsed().as_secs_f64(), fds(pid), rss_kib(pid)));
     }
     stop.store(true, Ordering::Relaxed);
-    let mut lat: Vec<u32> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let (mut reads, mut ups): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
+    for h in handles {
+        let (r, u) = h.join().unwrap();
+        reads.extend(r);
+        ups.extend(u);
+    }
     let elapsed = start.elapsed().as_secs_f64();
+    reads.sort_unstable();
+    ups.sort_unstable();
+    let mut lat = reads.clone();
+    lat.extend(&ups);
     lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+    let pct = |v: &[u32], p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0) as f64
             / 1000.0
@@ -192,15 +206,25 @@ fn soak_500_connections_no_errors_no_fd_or_rss_growth() {
     let (rss_first, rss_last) = (avg_rss(&first), avg_rss(&last));
     let errors = errors.lock().unwrap().clone();
     println!(
-        "soak: {CONNECTIONS} connections for {elapsed:.1} s: {} requests ({:.0}/s), {} uploads; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; errors {}",
+        "soak: {CONNECTIONS} connections for {elapsed:.1} s: {} requests ({:.0}/s), {} uploads (create+PUT+delete); latency all p50 {:.1} ms p99 {:.1} ms; reads (list/get/download) p50 {:.1} ms p99 {:.1} ms; uploads p50 {:.1} ms p99 {:.1} ms; max {:.1} ms; errors {}",
         lat.len(),
         lat.len() as f64 / elapsed,
         uploads.load(Ordering::Relaxed),
-        pct(0.50),
-        pct(0.99),
-        pct(1.0),
+        pct(&lat, 0.50),
+        pct(&lat, 0.99),
+        pct(&reads, 0.50),
+        pct(&reads, 0.99),
+        pct(&ups, 0.50),
+        pct(&ups, 0.99),
+        pct(&lat, 1.0),
         errors.len()
     );
+    let trace: Vec<String> = samples
+        .iter()
+        .filter(|s| (s.0 as u64).is_multiple_of(10) || s.0 > secs as f64 - 1.5)
+        .map(|s| format!("{:.0}s {} fds {} MiB", s.0, s.1, s.2 / 1024))
+        .collect();
+    println!("soak: samples: {}", trace.join(", "));
     println!(
         "soak: daemon fds idle {idle_fds}, max in first 10 s {fd_first}, max in last 10 s {fd_last}, after {}; RSS avg first 10 s {rss_first} KiB, last 10 s {rss_last} KiB",
         fds(pid)
