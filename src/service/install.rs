@@ -299,10 +299,20 @@ impl Service {
             drop(writer);
             (copied, reader.join().expect("reader thread panicked"))
         });
-        let finished = child.finish();
+        let finished = pool_full(pool, uuid, child.finish());
         ctx.check()?;
         let digests = digests
             .map_err(|e| Error::internal(&format!("reading the file of image {uuid}"), e))?;
+        // When zfs stopped reading (a full pool, a refused stream) the reader
+        // stopped too, so its digests cover only part of the blob: hash the
+        // whole blob to tell a corrupt image from zfs's own failure.
+        let digests = if matches!(copied, Err(CopyError::Write(_))) {
+            self.cas
+                .digest(&want_sha256)
+                .map_err(|e| Error::internal(&format!("reading the file of image {uuid}"), e))?
+        } else {
+            digests
+        };
         // A stream zfs refused is zfs's error; a decompressor that choked on
         // a blob whose digests are right is a corrupt image.
         let checksum_ok = digests.sha256 == want_sha256 && digests.sha1 == want_sha1;
@@ -427,6 +437,22 @@ impl Service {
         self.zfs.destroy(&ds, true)?;
         tracing::info!(image = uuid, dataset = %ds, "image uninstalled");
         Ok(())
+    }
+}
+
+/// A receive that failed because the pool is full is a 507
+/// `InsufficientStorage`, like a full data dir, not a generic zfs failure.
+fn pool_full(pool: &str, uuid: &str, r: std::result::Result<(), ZfsError>) -> Result<()> {
+    match r {
+        Err(ZfsError::CommandFailed { stderr, .. })
+            if stderr.contains("out of space") || stderr.contains("No space left") =>
+        {
+            Err(Error::InsufficientStorage(format!(
+                "pool {pool} is full: receiving image {uuid} failed ({}); nothing was installed",
+                stderr.trim()
+            )))
+        }
+        r => r.map_err(Error::from),
     }
 }
 

@@ -155,3 +155,81 @@ fn full_data_dir_gives_507_removes_the_temp_file_and_keeps_serving() {
         d.get("/images").json().as_array().unwrap().len()
     );
 }
+
+/// A pool of our own on a file, destroyed on drop (never the test pool).
+struct SmallPool {
+    name: String,
+    file: PathBuf,
+}
+
+impl SmallPool {
+    fn create(dir: &Path, mib: u64) -> SmallPool {
+        let name = format!("imgstore-full-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+        let file = dir.join(format!("{name}.img"));
+        std::fs::File::create(&file)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
+        let out = Command::new("zpool")
+            .args(["create", "-m", "none", &name])
+            .arg(&file)
+            .output()
+            .expect("running zpool");
+        assert!(
+            out.status.success(),
+            "zpool create {name} on {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallPool { name, file }
+    }
+}
+
+impl Drop for SmallPool {
+    fn drop(&mut self) {
+        let _ = Command::new("zpool")
+            .args(["destroy", "-f", &self.name])
+            .status();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+#[test]
+fn full_pool_fails_the_install_with_507_and_leaves_nothing() {
+    use crate::zfs::{create_image, destroy, exists, mountpoint, pool, wait_task, zfs};
+    let d = Daemon::start();
+    let small = SmallPool::create(d.dir.path(), 80);
+    // An image larger than the small pool, created from the test pool.
+    let src = format!("{}/full-{}", pool(), &uuid::Uuid::new_v4().to_string()[..8]);
+    zfs(&["create", &src]);
+    {
+        let mut f = std::fs::File::create(mountpoint(&src).join("big.bin")).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        for i in 0..120u64 {
+            pattern(&mut buf, i << 20);
+            f.write_all(&buf).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let uuid = create_image(&d, &src, "too-big-for-the-pool", "zstd", false);
+    destroy(&src);
+    let t = d
+        .post(&format!(
+            "/images/{uuid}?action=install&pool={}",
+            small.name
+        ))
+        .expect(202, None);
+    let t = wait_task(&d, &t);
+    assert_eq!(t["status"], "failure", "{t}");
+    assert_eq!(t["error"]["code"], "InsufficientStorage", "{t}");
+    assert!(
+        t["error"]["message"].as_str().unwrap().contains("is full"),
+        "{t}"
+    );
+    let target = format!("{}/{uuid}", small.name);
+    assert!(!exists(&target) && !exists(&format!("{target}-partial")));
+    d.get("/ping").expect(200, None);
+    let state = d.get("/state").expect(200, None);
+    assert_eq!(state["ok"], true, "{state}");
+    println!("full pool: install of a 120 MiB image into an 80 MiB pool failed with 507 InsufficientStorage; no dataset left");
+}
