@@ -69,10 +69,11 @@ fn records() -> &'static Vec<Arc<ImageRecord>> {
         (0..12u32)
             .map(|i| {
                 let uuid = format!("00000000-0000-4000-8000-{i:012}");
+                let state = ["active", "unactivated", "disabled"][i as usize % 3];
                 let mut m = json!({"uuid": uuid, "name": format!("img-{}", i % 4), "version": format!("{}.0", i % 3),
                     "type": if i % 2 == 0 { "zone-dataset" } else { "zvol" }, "os": if i % 3 == 0 { "linux" } else { "smartos" },
                     "owner": format!("00000000-0000-4000-8000-{:012}", i % 2), "public": i % 2 == 0,
-                    "state": ["active", "unactivated", "disabled"][i as usize % 3],
+                    "state": state,
                     "tags": {"role": format!("r{}", i % 2), "n": i}});
                 if i % 3 != 1 {
                     m["published_at"] = json!(format!("2020-01-{:02}T00:00:00.000Z", 1 + i));
@@ -111,16 +112,32 @@ pub fn filters(data: &[u8]) {
 struct Env {
     rt: tokio::runtime::Runtime,
     svc: Arc<Service>,
-    _dir: tempfile::TempDir,
+}
+
+/// libFuzzer ends with exit(), so statics are never dropped: the store
+/// lives in `imgstore-fuzz-<pid>`, and stores of processes that are gone
+/// are removed when the next one starts.
+fn store_dir() -> std::path::PathBuf {
+    let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+    if let Ok(rd) = std::fs::read_dir(base) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("imgstore-fuzz-") else { continue };
+            if pid.parse::<u32>().is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = std::path::Path::new(base).join(format!("imgstore-fuzz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
-        let dir = tempfile::Builder::new().prefix("imgstore-fuzz").tempdir_in(base).unwrap();
         let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
+            data_dir: store_dir(),
             ..Config::default()
         };
         config.zfs.zfs_bin = "/nonexistent/zfs".into();
@@ -133,7 +150,7 @@ fn env() -> &'static Env {
             .enable_all()
             .build()
             .unwrap();
-        Env { rt, svc, _dir: dir }
+        Env { rt, svc }
     })
 }
 
@@ -171,6 +188,7 @@ pub fn routes(data: &[u8]) {
     req.extend_from_slice(body);
     let env = env();
     let svc = env.svc.clone();
+    let sent = req.clone();
     let raw = env.rt.block_on(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut client, server) = tokio::io::duplex(1 << 16);
@@ -195,7 +213,7 @@ pub fn routes(data: &[u8]) {
         assert!(read.is_ok(), "no answer within 10 s to {:?}", String::from_utf8_lossy(&req[..req.len().min(200)]));
         out
     });
-    check_response(&req, &raw);
+    check_response(&sent, &raw);
 }
 
 fn check_response(req: &[u8], raw: &[u8]) {
