@@ -488,8 +488,16 @@ fn kill9_during_zfs_installs_and_creates() {
     use crate::zfs::{create_image, destroy, exists, mountpoint, pool, zfs};
     let rounds = env_usize("IMGSTORE_CRASH_ZFS_ROUNDS", 30);
     let (mut rng, _) = Rng::seeded("crash-zfs");
-    let pool = pool();
-    let src = format!("{pool}/crash-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    // The source lives in the test pool; installs go to a pool of the
+    // test's own, so their -partial datasets are checked in isolation.
+    let src = format!(
+        "{}/crash-{}",
+        pool(),
+        &uuid::Uuid::new_v4().to_string()[..8]
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let own = crate::fullness::SmallPool::create(scratch.path(), 256);
+    let pool = own.name.as_str();
     zfs(&["create", &src]);
     let mut data = vec![0u8; 3 << 20];
     pattern(&mut data, 42);
@@ -593,7 +601,6 @@ fn kill9_during_zfs_installs_and_creates() {
         anomalies.len()
     );
     d.stop();
-    destroy(&format!("{pool}/{base}"));
     destroy(&src);
     assert!(
         anomalies.is_empty(),

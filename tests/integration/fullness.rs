@@ -157,14 +157,16 @@ fn full_data_dir_gives_507_removes_the_temp_file_and_keeps_serving() {
 }
 
 /// A pool of our own on a file, destroyed on drop (never the test pool).
-struct SmallPool {
-    name: String,
+/// Tests that install use one, so that their transient `-partial` datasets
+/// never meet another test's "no partial dataset in the pool" check.
+pub struct SmallPool {
+    pub name: String,
     file: PathBuf,
 }
 
 impl SmallPool {
-    fn create(dir: &Path, mib: u64) -> SmallPool {
-        let name = format!("imgstore-full-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    pub fn create(dir: &Path, mib: u64) -> SmallPool {
+        let name = format!("imgstore-own-{}", &uuid::Uuid::new_v4().to_string()[..8]);
         let file = dir.join(format!("{name}.img"));
         std::fs::File::create(&file)
             .unwrap()

@@ -143,10 +143,15 @@ fn state_reports_and_vacuum_reclaims_garbage() {
 /// is receiving onto.
 #[test]
 fn vacuum_uninstalls_only_unused_images_and_is_safe_against_installs() {
-    use crate::zfs::{create_image, destroy, exists, install, mountpoint, pool, wait_task, zfs};
-    let pool = pool();
+    use crate::zfs::{
+        create_image, destroy, exists, expect_success, mountpoint, pool, wait_task, zfs,
+    };
+    // Sources in the test pool, installs in a pool of the test's own.
+    let src = format!("{}/vac-{}", pool(), &uuid::Uuid::new_v4().to_string()[..8]);
+    let scratch = tempfile::tempdir().unwrap();
+    let own = crate::fullness::SmallPool::create(scratch.path(), 256);
+    let pool = own.name.as_str();
     let d = Daemon::start_configured(&format!("default_pool = \"{pool}\"\n"));
-    let src = format!("{pool}/vac-{}", &uuid::Uuid::new_v4().to_string()[..8]);
     zfs(&["create", &src]);
     std::fs::write(mountpoint(&src).join("f"), vec![1u8; 100_000]).unwrap();
     let old = create_image(&d, &src, "vac-old", "none", false);
@@ -155,8 +160,14 @@ fn vacuum_uninstalls_only_unused_images_and_is_safe_against_installs() {
     // Installed snapshots keep the guid of the source's: with the source
     // gone, a received child can only be a clone of the installed origin.
     destroy(&src);
+    let install = |u: &str| {
+        let t = d
+            .post(&format!("/images/{u}?action=install&pool={pool}"))
+            .expect(202, None);
+        expect_success(&d, &t);
+    };
     for u in [&old, &used, &fresh] {
-        install(&d, u);
+        install(u);
     }
     let ten_days_ago = (chrono::Utc::now().timestamp() - 10 * 86_400).to_string();
     for u in [&old, &used] {
@@ -203,11 +214,18 @@ fn vacuum_uninstalls_only_unused_images_and_is_safe_against_installs() {
     // Race: an incremental child installs onto an old, unused origin while
     // vacuum runs; the install must succeed either way.
     let vm = format!("{pool}/vac-vm2-{}", &uuid::Uuid::new_v4().to_string()[..8]);
-    zfs(&["clone", &format!("{pool}/{fresh}@final"), &vm]);
+    let mnt = scratch.path().join("vm2");
+    zfs(&[
+        "clone",
+        "-o",
+        &format!("mountpoint={}", mnt.display()),
+        &format!("{pool}/{fresh}@final"),
+        &vm,
+    ]);
     std::fs::write(mountpoint(&vm).join("g"), b"child").unwrap();
     let child = create_image(&d, &vm, "vac-child", "none", true);
     destroy(&vm);
-    install(&d, &child);
+    install(&child);
     assert_eq!(
         zfs(&[
             "get",
@@ -256,7 +274,5 @@ fn vacuum_uninstalls_only_unused_images_and_is_safe_against_installs() {
         d.delete(&format!("/pools/{pool}/images/{child}"))
             .expect(204, None);
     }
-    for u in [&child, &used, &fresh] {
-        destroy(&format!("{pool}/{u}"));
-    }
+    drop(d);
 }
