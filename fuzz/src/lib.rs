@@ -35,14 +35,20 @@ pub fn manifest(data: &[u8]) {
     match manifest::prepare_create(&v, UUID) {
         Ok(m) => {
             let errs = manifest::validate(&m);
-            assert!(errs.is_empty(), "prepare_create accepted {v} but validate says {errs:?}");
+            assert!(
+                errs.is_empty(),
+                "prepare_create accepted {v} but validate says {errs:?}"
+            );
         }
         Err(errs) => assert!(!errs.is_empty(), "refusal without a reason: {v}"),
     }
     match manifest::prepare_import(&v, UUID) {
         Ok(m) => {
             let errs = manifest::validate(&m);
-            assert!(errs.is_empty(), "prepare_import accepted {v} but validate says {errs:?}");
+            assert!(
+                errs.is_empty(),
+                "prepare_import accepted {v} but validate says {errs:?}"
+            );
             assert_eq!(m.get("uuid").and_then(|u| u.as_str()), Some(UUID));
         }
         Err(errs) => assert!(!errs.is_empty(), "refusal without a reason: {v}"),
@@ -52,7 +58,10 @@ pub fn manifest(data: &[u8]) {
     match manifest::apply_update(&current, &v) {
         Ok(m) => {
             let errs = manifest::validate(&m);
-            assert!(errs.is_empty(), "apply_update accepted {v} but validate says {errs:?}");
+            assert!(
+                errs.is_empty(),
+                "apply_update accepted {v} but validate says {errs:?}"
+            );
         }
         Err(errs) => assert!(!errs.is_empty(), "refusal without a reason: {v}"),
     }
@@ -94,7 +103,11 @@ pub fn filters(data: &[u8]) {
         Ok(f) => match f.apply(records().clone()) {
             Ok(out) => {
                 if let Some(limit) = f.limit {
-                    assert!(out.len() <= limit, "limit {limit} but {} results", out.len());
+                    assert!(
+                        out.len() <= limit,
+                        "limit {limit} but {} results",
+                        out.len()
+                    );
                 }
                 for r in &out {
                     assert!(f.matches(r), "{} does not match {f:?}", r.uuid());
@@ -118,12 +131,21 @@ struct Env {
 /// lives in `imgstore-fuzz-<pid>`, and stores of processes that are gone
 /// are removed when the next one starts.
 fn store_dir() -> std::path::PathBuf {
-    let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
     if let Ok(rd) = std::fs::read_dir(base) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix("imgstore-fuzz-") else { continue };
-            if pid.parse::<u32>().is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let Some(pid) = name.strip_prefix("imgstore-fuzz-") else {
+                continue;
+            };
+            if pid
+                .parse::<u32>()
+                .is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -154,7 +176,9 @@ fn env() -> &'static Env {
     })
 }
 
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW",
+];
 
 /// Input: method index, then the request target up to a NUL, then extra
 /// header lines up to a second NUL, then the body.
@@ -167,7 +191,11 @@ pub fn routes(data: &[u8]) {
     let target = parts.next().unwrap_or_default();
     let headers = parts.next().unwrap_or_default();
     let body = parts.next().unwrap_or_default();
-    if target.is_empty() || target.contains(&b'\n') || target.contains(&b'\r') || target.contains(&b' ') {
+    if target.is_empty()
+        || target.contains(&b'\n')
+        || target.contains(&b'\r')
+        || target.contains(&b' ')
+    {
         return;
     }
     if let Some(q) = target.iter().position(|&b| b == b'?') {
@@ -180,7 +208,11 @@ pub fn routes(data: &[u8]) {
     req.push(b' ');
     req.extend_from_slice(target);
     req.extend_from_slice(b" HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n");
-    for line in headers.split(|&b| b == b'\n').filter(|l| !l.is_empty()).take(8) {
+    for line in headers
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(8)
+    {
         req.extend_from_slice(line);
         req.extend_from_slice(b"\r\n");
     }
@@ -197,7 +229,11 @@ pub fn routes(data: &[u8]) {
             let service = hyper::service::service_fn(move |r| {
                 let svc = svc2.clone();
                 async move {
-                    let peer = Peer { uid: Some(0), gid: Some(0), pid: None };
+                    let peer = Peer {
+                        uid: Some(0),
+                        gid: Some(0),
+                        pid: None,
+                    };
                     Ok::<_, std::convert::Infallible>(api::handle(svc, r, peer).await)
                 }
             });
@@ -207,10 +243,18 @@ pub fn routes(data: &[u8]) {
         });
         let _ = client.write_all(&req).await;
         let mut out = Vec::new();
-        let read = tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut out)).await;
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.read_to_end(&mut out),
+        )
+        .await;
         drop(client);
         let _ = conn.await;
-        assert!(read.is_ok(), "no answer within 10 s to {:?}", String::from_utf8_lossy(&req[..req.len().min(200)]));
+        assert!(
+            read.is_ok(),
+            "no answer within 10 s to {:?}",
+            String::from_utf8_lossy(&req[..req.len().min(200)])
+        );
         out
     });
     check_response(&sent, &raw);
@@ -236,7 +280,9 @@ fn check_response(req: &[u8], raw: &[u8]) {
     if status >= 400 && ours && !body.is_empty() {
         let v: Value = serde_json::from_slice(body)
             .unwrap_or_else(|e| panic!("error body is not JSON ({e}) for {}", shown()));
-        let code = v["code"].as_str().unwrap_or_else(|| panic!("error without a code for {}: {v}", shown()));
+        let code = v["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("error without a code for {}: {v}", shown()));
         assert!(
             status < 500 || code == "ZfsNotAvailable",
             "{status} {code} for {}: {v}",
