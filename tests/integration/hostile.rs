@@ -675,3 +675,39 @@ fn task_limit_refuses_with_429() {
     ))
     .expect(202, None);
 }
+
+#[test]
+fn client_that_stops_reading_is_dropped() {
+    let d = Daemon::start_configured(SLOW);
+    let mut data = vec![0u8; 8 << 20];
+    pattern(&mut data, 3);
+    let u = d.create_active("big", &data, json!({}));
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+            .unwrap()
+            .count()
+    };
+    let idle = fds();
+    // Ask for 8 MiB and read nothing: the socket buffers fill, the daemon's
+    // write blocks, and after idle_timeout_secs the connection is dropped
+    // (with its blob file and reader thread).
+    let mut s = UnixStream::connect(&d.sock).unwrap();
+    write!(s, "GET /images/{u}/file HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(fds() > idle, "the download is in progress");
+    while fds() > idle {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "a client that does not read still holds {} fds (idle {idle})",
+            fds()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "non-reading client dropped after {:.1} s (idle_timeout_secs = 2)",
+        start.elapsed().as_secs_f64()
+    );
+    drop(s);
+    d.get("/ping").expect(200, None);
+}
