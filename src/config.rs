@@ -23,6 +23,8 @@ pub struct Config {
     pub socket_mode: String,
     /// Group that owns the socket; empty keeps the daemon's primary group.
     pub socket_group: String,
+    /// User that owns the socket; empty keeps the daemon's user.
+    pub socket_owner: String,
     /// tracing filter: error, warn, info, debug, trace (or a directive list).
     pub log_level: String,
     /// "json" (Bunyan-shaped lines) or "text".
@@ -32,6 +34,7 @@ pub struct Config {
     /// Pool images are installed into when a request names none.
     pub default_pool: String,
     pub limits: Limits,
+    pub access: Access,
     pub zfs: ZfsConfig,
     /// Remote image sources, in order. They seed the persisted list the
     /// first time the daemon starts on a data dir; after that `/sources`
@@ -75,6 +78,26 @@ pub struct PeerConfig {
     pub listen: String,
 }
 
+/// Who may change the store. Anyone who can connect to the socket (its mode,
+/// owner and group decide that) may read; a peer whose uid (SO_PEERCRED) is
+/// in `writer_uids`, or whose primary gid is in `writer_gids`, may also
+/// write. The daemon's own uid is always a writer. See `src/access.rs`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    pub writer_uids: Vec<u32>,
+    pub writer_gids: Vec<u32>,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            writer_uids: vec![0],
+            writer_gids: Vec::new(),
+        }
+    }
+}
+
 /// Limits that protect the daemon from runaway or hostile clients. All can
 /// be changed with SIGHUP.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -88,8 +111,22 @@ pub struct Limits {
     pub max_connections: usize,
     /// Seconds a client has to send its request headers.
     pub header_timeout_secs: u64,
-    /// Seconds a request body may stall (no byte received) before it is cut off.
+    /// Seconds a request body may stall (no byte received) before it is cut
+    /// off; also how long a response write may stay blocked on a client that
+    /// does not read.
     pub idle_timeout_secs: u64,
+    /// An image upload must bring at least this many bytes per second,
+    /// averaged over each `idle_timeout_secs` window, or it is cut off (a
+    /// client trickling a byte a minute never trips the idle timeout alone).
+    pub min_upload_bytes_per_sec: u64,
+    /// Seconds a JSON request body (manifest, update, task request) has to
+    /// arrive whole.
+    pub request_timeout_secs: u64,
+    /// Largest request head (request line plus headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Background tasks (install, create, export, ...) running at once;
+    /// further requests are refused with 429 `TooManyTasks`.
+    pub max_tasks: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -108,11 +145,13 @@ impl Default for Config {
             socket: PathBuf::from("/var/run/imgstore.sock"),
             socket_mode: "0660".into(),
             socket_group: String::new(),
+            socket_owner: String::new(),
             log_level: "info".into(),
             log_format: "json".into(),
             shutdown_grace_secs: 30,
             default_pool: "zones".into(),
             limits: Limits::default(),
+            access: Access::default(),
             zfs: ZfsConfig::default(),
             sources: Vec::new(),
             peer: PeerConfig::default(),
@@ -128,6 +167,10 @@ impl Default for Limits {
             max_connections: 1024,
             header_timeout_secs: 30,
             idle_timeout_secs: 120,
+            min_upload_bytes_per_sec: 1024,
+            request_timeout_secs: 60,
+            max_header_bytes: 16 * 1024,
+            max_tasks: 16,
         }
     }
 }
@@ -144,6 +187,10 @@ impl Default for ZfsConfig {
 impl Limits {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
     }
 }
 
@@ -196,7 +243,8 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".into());
         }
-        if self.limits.header_timeout_secs == 0 || self.limits.idle_timeout_secs == 0 {
+        let l = &self.limits;
+        if l.header_timeout_secs == 0 || l.idle_timeout_secs == 0 || l.request_timeout_secs == 0 {
             return Err("limits: timeouts must be at least 1 second".into());
         }
         for (i, s) in self.sources.iter().enumerate() {
@@ -212,6 +260,15 @@ impl Config {
                         self.peer.listen
                     )
                 })?;
+        }
+        if l.max_header_bytes < 1024 {
+            return Err(format!(
+                "limits.max_header_bytes must be at least 1024, got {}",
+                l.max_header_bytes
+            ));
+        }
+        if l.max_tasks == 0 {
+            return Err("limits.max_tasks must be at least 1".into());
         }
         Ok(())
     }

@@ -68,6 +68,17 @@ pub enum Error {
     InsufficientStorage(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A peer that may only read (see `access.rs`) tried to change something.
+    #[error("{0}")]
+    OperatorOnly(String),
+    /// A request body that did not arrive in time (stalled, or trickling).
+    #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// `limits.max_tasks` background tasks are already running.
+    #[error("{0}")]
+    TooManyTasks(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -131,6 +142,10 @@ impl Error {
             Error::RangeNotSatisfiable(..) => "RequestedRangeNotSatisfiable",
             Error::InsufficientStorage(_) => "InsufficientStorage",
             Error::Forbidden(_) => "Forbidden",
+            Error::OperatorOnly(_) => "OperatorOnly",
+            Error::RequestTimeout(_) => "RequestTimeout",
+            Error::HeadersTooLarge(_) => "RequestHeaderFieldsTooLarge",
+            Error::TooManyTasks(_) => "TooManyTasks",
             Error::Conflict(_) => "Conflict",
             Error::Unavailable(_) => "ServiceUnavailable",
             Error::Internal(_) => "InternalError",
@@ -171,7 +186,10 @@ impl Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RangeNotSatisfiable(..) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::OperatorOnly(_) => StatusCode::FORBIDDEN,
+            Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::TooManyTasks(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Cancelled(_) => StatusCode::CONFLICT,
@@ -330,6 +348,14 @@ mod tests {
             ),
             (Error::InsufficientStorage(s()), "InsufficientStorage", 507),
             (Error::Forbidden(s()), "Forbidden", 403),
+            (Error::OperatorOnly(s()), "OperatorOnly", 403),
+            (Error::RequestTimeout(s()), "RequestTimeout", 408),
+            (
+                Error::HeadersTooLarge(s()),
+                "RequestHeaderFieldsTooLarge",
+                431,
+            ),
+            (Error::TooManyTasks(s()), "TooManyTasks", 429),
             (Error::Conflict(s()), "Conflict", 409),
             (Error::Unavailable(s()), "ServiceUnavailable", 503),
             (Error::Internal(s()), "InternalError", 500),

@@ -1,6 +1,7 @@
 //! imgstore: the image store daemon of a ZFS compute node.
 //!
 //! # Layout
+//! - [`access`]: who may read and who may write (SO_PEERCRED).
 //! - [`config`]: the TOML config, embedded defaults, validation.
 //! - [`error`]: the error enum with IMGAPI codes and HTTP statuses.
 //! - [`manifest`]: every rule of the IMGAPI manifest v2 (pure, no I/O).
@@ -23,6 +24,7 @@
 //! The binary (`src/main.rs`) is thin: `imgstore serve` runs the daemon, and
 //! the other verbs are a client of its socket ([`cli`]).
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod cli_packages;

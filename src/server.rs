@@ -52,19 +52,51 @@ impl PidLock {
             .truncate(false)
             .open(path)
             .map_err(|e| format!("lock file {}: {e}", path.display()))?;
-        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => l,
-            Err((mut file, _)) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = pid.trim();
-                return Err(format!(
-                    "{what} is in use by another imgstore daemon (pid {}, lock {})",
-                    if pid.is_empty() { "unknown" } else { pid },
-                    path.display()
-                ));
+        // A daemon killed a moment ago can leave the lock with a child it
+        // was starting (an open file description is shared until exec):
+        // when the pid recorded in the file is dead, wait for the lock
+        // instead of refusing at once.
+        let started = std::time::Instant::now();
+        let mut file = file;
+        let mut first_holders: Option<Vec<String>> = None;
+        let mut lock = loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => break l,
+                Err((mut f, _)) => {
+                    let mut pid = String::new();
+                    let _ = f.rewind();
+                    let _ = f.read_to_string(&mut pid);
+                    let pid = pid.trim().to_string();
+                    let dead = pid.parse::<i32>().is_ok_and(|p| {
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
+                            == Err(nix::errno::Errno::ESRCH)
+                    });
+                    if dead && first_holders.is_none() {
+                        first_holders = Some(lock_holders(path));
+                    }
+                    if dead && started.elapsed() < LOCK_WAIT_FOR_DEAD_HOLDER {
+                        std::thread::sleep(Duration::from_millis(20));
+                        file = f;
+                        continue;
+                    }
+                    let holders = lock_holders(path);
+                    return Err(format!(
+                        "{what} is in use by another imgstore daemon (pid {}{}, lock {}){}",
+                        if pid.is_empty() { "unknown" } else { &pid },
+                        if dead { ", which has exited" } else { "" },
+                        path.display(),
+                        if dead && !holders.is_empty() {
+                            format!("; still held by {}", holders.join(", "))
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
             }
         };
+        if started.elapsed() > Duration::from_millis(100) {
+            tracing::warn!(lock = %path.display(), waited_ms = started.elapsed().as_millis() as u64, holders = ?first_holders, "waited for the lock of a daemon that had exited");
+        }
         let write = |f: &mut File| -> std::io::Result<()> {
             f.set_len(0)?;
             f.rewind()?;
@@ -81,6 +113,35 @@ impl PidLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// How long a start waits for a lock whose recorded owner has exited.
+const LOCK_WAIT_FOR_DEAD_HOLDER: Duration = Duration::from_secs(10);
+
+/// Processes that have `path` open, as "pid (command)" (Linux /proc; empty
+/// elsewhere), for the message when a lock stays held.
+fn lock_holders(path: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+        {
+            let cmd = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push(format!("{pid} ({})", cmd.trim()));
+        }
+    }
+    out
 }
 
 /// A daemon that owns its data dir and socket and is ready to serve.
@@ -118,6 +179,14 @@ pub fn bind(config: Config) -> Result<Bound, String> {
         Path::new(&lock_name),
         &format!("socket {}", socket.display()),
     )?;
+    let owner = if config.socket_owner.is_empty() {
+        None
+    } else {
+        let u = nix::unistd::User::from_name(&config.socket_owner)
+            .map_err(|e| format!("socket_owner {:?}: {e}", config.socket_owner))?
+            .ok_or_else(|| format!("socket_owner {:?}: no such user", config.socket_owner))?;
+        Some(u.uid)
+    };
     let group = if config.socket_group.is_empty() {
         None
     } else {
@@ -140,8 +209,8 @@ pub fn bind(config: Config) -> Result<Bound, String> {
     let listener = UnixListener::bind(&socket);
     nix::sys::stat::umask(old);
     let listener = listener.map_err(|e| format!("binding socket {}: {e}", socket.display()))?;
-    if let Some(gid) = group {
-        nix::unistd::chown(&socket, None, Some(gid))
+    if owner.is_some() || group.is_some() {
+        nix::unistd::chown(&socket, owner, group)
             .map_err(|e| format!("chown of socket {}: {e}", socket.display()))?;
     }
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))
@@ -254,10 +323,17 @@ pub async fn run(
             .unwrap_or_default();
         let limits = svc.limits();
         let svc = svc.clone();
+        // hyper's own head limit is a backstop well above ours: a head
+        // between the two gets a JSON 431 from `api::check_head`; only one
+        // past hyper's gets hyper's bare 431.
+        let hyper_head_limit = limits.max_header_bytes.saturating_mul(4).max(64 * 1024);
+        let stream = WriteDeadline::new(stream, limits.idle_timeout());
         let conn =
             hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(limits.header_timeout_secs))
+                .max_header_size(hyper_head_limit)
+                .max_buf_size(hyper_head_limit.max(DEFAULT_MAX_BUF))
                 .serve_connection(
                     TokioIo::new(stream),
                     service_fn(move |req| {
@@ -329,12 +405,16 @@ pub fn reload(svc: &Arc<Service>, new: Result<Config, String>, level: &LevelHand
     if new.limits != old.limits {
         changed.push(format!("limits {:?} -> {:?}", old.limits, new.limits));
     }
+    if new.access != old.access {
+        changed.push(format!("access {:?} -> {:?}", old.access, new.access));
+    }
     let mut restart = Vec::new();
     for (name, differs) in [
         ("data_dir", new.data_dir != old.data_dir),
         ("socket", new.socket != old.socket),
         ("socket_mode", new.socket_mode != old.socket_mode),
         ("socket_group", new.socket_group != old.socket_group),
+        ("socket_owner", new.socket_owner != old.socket_owner),
         ("log_format", new.log_format != old.log_format),
         ("zfs", new.zfs != old.zfs),
         ("peer", new.peer != old.peer),
@@ -347,6 +427,7 @@ pub fn reload(svc: &Arc<Service>, new: Result<Config, String>, level: &LevelHand
     let mut applied = (*old).clone();
     applied.log_level = new.log_level.clone();
     applied.limits = new.limits.clone();
+    applied.access = new.access.clone();
     applied.shutdown_grace_secs = new.shutdown_grace_secs;
     applied.default_pool = new.default_pool.clone();
     svc.set_config(applied);
@@ -354,6 +435,114 @@ pub fn reload(svc: &Arc<Service>, new: Result<Config, String>, level: &LevelHand
         tracing::warn!(keys = ?restart, "SIGHUP: these keys changed but need a restart to apply");
     }
     tracing::info!(changed = ?changed, "SIGHUP: configuration reloaded");
+}
+
+/// hyper's default read buffer limit (8 KiB + 100 × 4 KiB).
+const DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+
+/// A connection whose writes may not stay blocked longer than `timeout`:
+/// a client that stops reading a response (or reads a byte a minute) is
+/// cut off instead of holding a connection, a file and a blocking reader
+/// thread forever. Reads are not limited here: hyper's header timeout and
+/// the body timeouts in the handlers bound them.
+pub struct WriteDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, timeout: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+
+    /// Turns a `Pending` write into a timeout error once it has been
+    /// pending for `timeout`; any progress resets the clock.
+    fn check<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future;
+        use std::task::Poll;
+        match r {
+            Poll::Ready(r) => {
+                self.sleep = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    self.sleep = None;
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "client did not read for {} s (limits.idle_timeout_secs)",
+                            timeout.as_secs()
+                        ),
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Turns SIGTERM/SIGINT/SIGHUP into [`Control`] messages. signal-hook runs

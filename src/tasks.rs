@@ -146,6 +146,8 @@ struct Running {
 pub struct Tasks {
     tree: sled::Tree,
     running: Mutex<HashMap<String, Running>>,
+    /// `limits.max_tasks`: tasks allowed to run at once.
+    max_running: std::sync::atomic::AtomicUsize,
 }
 
 fn now() -> String {
@@ -189,6 +191,7 @@ impl Tasks {
             Tasks {
                 tree,
                 running: Mutex::new(HashMap::new()),
+                max_running: std::sync::atomic::AtomicUsize::new(usize::MAX),
             },
             interrupted,
         ))
@@ -234,12 +237,33 @@ impl Tasks {
         out
     }
 
+    /// Sets how many tasks may run at once (`limits.max_tasks`).
+    pub fn set_max_running(&self, n: usize) {
+        self.max_running.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// How many tasks are running now.
+    pub fn running_count(&self) -> usize {
+        self.running.lock().unwrap().len()
+    }
+
+    /// Ids and dedupe keys of the running tasks.
+    pub fn running_keys(&self) -> Vec<(String, Option<String>)> {
+        self.running
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, r)| (id.clone(), r.dedupe.clone()))
+            .collect()
+    }
+
     /// Starts a task running `work` on the blocking pool. When `dedupe` is
     /// given and a running task has the same key, that task is returned
     /// instead (`false` in the second field) and `work` is dropped.
     ///
     /// # Errors
-    /// The task record could not be stored.
+    /// `TooManyTasks` when `limits.max_tasks` tasks already run; the task
+    /// record could not be stored.
     pub fn start<F>(
         self: &Arc<Self>,
         kind: &str,
@@ -257,6 +281,13 @@ impl Tasks {
                 drop(running);
                 return Ok((self.get(&id)?, false));
             }
+        }
+        let max = self.max_running.load(Ordering::Relaxed);
+        if running.len() >= max {
+            return Err(Error::TooManyTasks(format!(
+                "{} tasks are running, the limit is {max} (limits.max_tasks): wait for one to end",
+                running.len()
+            )));
         }
         let id = uuid::Uuid::new_v4().to_string();
         let ts = now();
@@ -392,18 +423,61 @@ impl Tasks {
         }
     }
 
+    /// Finished tasks whose `expires_at` has passed.
+    pub fn expired(&self) -> Vec<Task> {
+        let now = now();
+        self.list()
+            .into_iter()
+            .filter(|t| {
+                t.status.is_finished() && t.expires_at.as_deref().is_some_and(|e| *e < *now)
+            })
+            .collect()
+    }
+
     /// Removes finished tasks whose `expires_at` has passed; returns how many.
     pub fn remove_expired(&self) -> Result<usize> {
-        let now = now();
-        let mut n = 0;
-        for t in self.list() {
-            if t.status.is_finished() && t.expires_at.as_deref().is_some_and(|e| *e < *now) {
-                self.tree.remove(t.id.as_bytes())?;
-                n += 1;
-            }
+        let expired = self.expired();
+        for t in &expired {
+            self.tree.remove(t.id.as_bytes())?;
         }
         self.tree.flush()?;
-        Ok(n)
+        Ok(expired.len())
+    }
+
+    /// Tasks recorded as pending or processing that do not run in this
+    /// process (only possible if marking them failed at open went wrong).
+    pub fn stale_unfinished(&self) -> Vec<Task> {
+        let running = self.running.lock().unwrap();
+        let ids: Vec<String> = running.keys().cloned().collect();
+        drop(running);
+        self.list()
+            .into_iter()
+            .filter(|t| !t.status.is_finished() && !ids.contains(&t.id))
+            .collect()
+    }
+
+    /// Marks a task that is not running as failed (`Interrupted`).
+    pub fn mark_interrupted(&self, id: &str) -> Result<()> {
+        if self.running.lock().unwrap().contains_key(id) {
+            return Ok(());
+        }
+        let Some(mut t) = self.load(id) else {
+            return Ok(());
+        };
+        if t.status.is_finished() {
+            return Ok(());
+        }
+        t.status = Status::Failure;
+        t.error = Some(TaskError {
+            code: "Interrupted".into(),
+            message: format!(
+                "task {} ({}) was not running; marked failed by a repair",
+                t.id, t.kind
+            ),
+        });
+        t.updated_at = now();
+        t.expires_at = Some(expiry());
+        self.store(&t)
     }
 }
 

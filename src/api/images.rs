@@ -153,22 +153,49 @@ pub async fn put_file(ctx: Ctx) -> Result<Response<Body>> {
         size: parse_u64("size", ctx.param("size")?)?,
         content_length: parse_u64("Content-Length", ctx.header("content-length"))?,
     };
-    let idle = ctx.svc.limits().idle_timeout();
+    let limits = ctx.svc.limits();
+    let idle = limits.idle_timeout();
+    let min_window = limits
+        .min_upload_bytes_per_sec
+        .saturating_mul(limits.idle_timeout_secs);
     let svc = ctx.svc.clone();
     let mut body = ctx.req.into_body();
     let (tx, rx) = mpsc::channel(16);
     // The body is read here, on the connection's task, and handed to the
     // blocking ingest through a bounded channel: memory stays flat whatever
     // the file size, and a slow disk slows the client down (backpressure).
+    // Each idle window must bring `min_upload_bytes_per_sec` on average, so
+    // a trickle of bytes cannot hold a connection and a temp file forever.
     let forward = async move {
+        let mut window_start = tokio::time::Instant::now();
+        let mut window_bytes = 0u64;
         loop {
-            let item = match tokio::time::timeout(idle, body.frame()).await {
+            if window_start.elapsed() >= idle {
+                if window_bytes < min_window {
+                    let _ = tx
+                        .send(Err(BodyError::TooSlow {
+                            bytes: window_bytes,
+                            secs: idle.as_secs(),
+                        }))
+                        .await;
+                    break;
+                }
+                window_start = tokio::time::Instant::now();
+                window_bytes = 0;
+            }
+            let wait = idle.saturating_sub(window_start.elapsed());
+            let item = match tokio::time::timeout(wait, body.frame()).await {
+                // The window ends; the check above decides.
+                Err(_) if window_bytes > 0 => continue,
                 Err(_) => Some(Err(BodyError::Idle(idle.as_secs()))),
                 Ok(None) => None,
                 Ok(Some(Err(e))) => Some(Err(BodyError::Truncated(e.to_string()))),
                 Ok(Some(Ok(frame))) => match frame.into_data() {
                     Ok(d) if d.is_empty() => continue,
-                    Ok(d) => Some(Ok(d)),
+                    Ok(d) => {
+                        window_bytes += d.len() as u64;
+                        Some(Ok(d))
+                    }
                     Err(_) => continue,
                 },
             };

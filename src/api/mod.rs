@@ -5,6 +5,7 @@
 //! Every response, including errors and unknown routes, is JSON in IMGAPI's
 //! shape; no request ends in a hang or an HTML page.
 
+pub mod admin;
 pub mod images;
 pub mod packages;
 pub mod sources;
@@ -65,10 +66,13 @@ impl Ctx {
 ///
 /// # Errors
 /// `PayloadTooLarge` over the limit, `MalformedBody` for invalid JSON or a
-/// body that breaks off.
+/// body that breaks off, `RequestTimeout` for a body that stalls for
+/// `idle_timeout_secs` or is not whole after `request_timeout_secs`.
 pub async fn json_body(ctx: Ctx) -> Result<(Ctx, serde_json::Value)> {
     let max = ctx.svc.limits().max_body_bytes;
     let idle = ctx.svc.limits().idle_timeout();
+    let total = ctx.svc.limits().request_timeout();
+    let deadline = tokio::time::Instant::now() + total;
     let Ctx {
         svc,
         method,
@@ -80,10 +84,17 @@ pub async fn json_body(ctx: Ctx) -> Result<(Ctx, serde_json::Value)> {
     let (parts, mut body) = req.into_parts();
     let mut buf = Vec::new();
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) if wait < idle => {
+                return Err(Error::RequestTimeout(format!(
+                    "request body did not arrive whole within {} s (limits.request_timeout_secs)",
+                    total.as_secs()
+                )))
+            }
             Err(_) => {
-                return Err(Error::MalformedBody(format!(
-                    "request body stalled for {} s",
+                return Err(Error::RequestTimeout(format!(
+                    "request body stalled for {} s (limits.idle_timeout_secs)",
                     idle.as_secs()
                 )))
             }
@@ -213,6 +224,11 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
         (["sources", "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
         (["sources", "images", _], &Method::GET | &Method::HEAD) => sources::avail_one(ctx).await,
         (["sources", "images", _], _) => Err(not_allowed(&ctx, "GET, HEAD")),
+        (["state"], &Method::GET | &Method::HEAD) => admin::state(ctx).await,
+        (["state"], &Method::POST) => admin::repair(ctx).await,
+        (["state"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST")),
+        (["vacuum"], &Method::POST) => admin::vacuum(ctx).await,
+        (["vacuum"], _) => Err(not_allowed(&ctx, "POST")),
         _ => Err(Error::RouteNotFound {
             method: ctx.method.to_string(),
             path: ctx.req.uri().path().to_string(),
@@ -223,7 +239,7 @@ async fn route(ctx: Ctx) -> Result<Response<Body>> {
 /// Splits and percent-decodes the path. A segment that decodes to invalid
 /// UTF-8, or to `.`/`..`, or contains `/` once decoded, cannot name
 /// anything and is refused.
-pub(crate) fn segments(path: &str) -> Result<Vec<String>> {
+pub fn segments(path: &str) -> Result<Vec<String>> {
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
@@ -238,7 +254,29 @@ pub(crate) fn segments(path: &str) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Serves one request: parse, route, encode, log.
+/// Refuses a request head larger than `max` bytes (request line and
+/// headers, as sent). hyper's own buffer limit is set above this, so that
+/// such a request still gets a JSON answer; see `server.rs`.
+///
+/// # Errors
+/// `HeadersTooLarge` (431).
+pub fn check_head<B>(req: &Request<B>, max: usize) -> Result<()> {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let size = line + headers;
+    if size > max {
+        return Err(Error::HeadersTooLarge(format!(
+            "request head is {size} bytes, over the limit of {max} bytes (limits.max_header_bytes)"
+        )));
+    }
+    Ok(())
+}
+
+/// Serves one request: parse, check access, route, encode, log.
 pub async fn handle(svc: Arc<Service>, req: Request<Incoming>, peer: Peer) -> Response<Body> {
     let start = Instant::now();
     let req_id = req
@@ -255,7 +293,10 @@ pub async fn handle(svc: Arc<Service>, req: Request<Incoming>, peer: Peer) -> Re
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let result = match segments(&path) {
+    let admitted = check_head(&req, svc.limits().max_header_bytes)
+        .and_then(|()| crate::access::check(&svc.config().access, &peer, &method))
+        .and_then(|()| segments(&path));
+    let result = match admitted {
         Ok(segments) => {
             route(Ctx {
                 svc,
@@ -288,6 +329,8 @@ pub async fn handle(svc: Arc<Service>, req: Request<Incoming>, peer: Peer) -> Re
         status = resp.status().as_u16(),
         duration_ms = start.elapsed().as_secs_f64() * 1000.0,
         peer_uid = peer.uid,
+        peer_gid = peer.gid,
+        peer_pid = peer.pid,
         "request"
     );
     resp

@@ -125,6 +125,28 @@ Examples:
     Task(TaskCmd),
     /// Packages (the sizes VMs get): load a bootstrap file, list, get.
     Packages(crate::cli_packages::PackagesArgs),
+    /// Check a stopped daemon's store, and with --repair fix what can be
+    /// fixed without losing data (while the daemon runs: GET /state and
+    /// POST /state?action=repair). Exits 0 when no error remains, 2 when
+    /// one does, 1 when it could not run.
+    Fsck(FsckArgs),
+}
+
+/// `imgstore fsck`.
+#[derive(Args, Debug, Clone)]
+pub struct FsckArgs {
+    /// Data directory (overrides the config's data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Repair what can be repaired without losing data.
+    #[arg(long)]
+    pub repair: bool,
+    /// Check blob sizes only, without re-reading every blob for its digests.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the report as JSON (the shape of GET /state).
+    #[arg(long)]
+    pub json: bool,
 }
 
 const LIST_HELP: &str = "\
@@ -403,12 +425,24 @@ pub struct AncestryArgs {
 
 #[derive(Args, Debug)]
 pub struct VacuumArgs {
-    /// Dry run: show what would be uninstalled.
+    /// Dry run: show what would be removed, remove nothing.
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
-    /// Do not ask for confirmation (needed without a terminal).
+    /// Do not ask before uninstalling images (needed without a terminal).
     #[arg(short = 'f', long = "force")]
     pub force: bool,
+    /// Also uninstall installed images that have no clones and were not
+    /// used for N days.
+    #[arg(long, value_name = "N")]
+    pub uninstall_unused_days: Option<u64>,
+    /// Pool for --uninstall-unused-days (default: the daemon's default_pool).
+    #[arg(
+        short = 'P',
+        long = "pool",
+        value_name = "POOL",
+        requires = "uninstall_unused_days"
+    )]
+    pub pool: Option<String>,
     /// JSON output.
     #[arg(short = 'j', long = "json")]
     pub json: bool,

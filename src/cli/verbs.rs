@@ -26,7 +26,7 @@ const TASK_COLUMNS: &[&str] = &["id", "type", "status", "progress", "created_at"
 
 pub fn dispatch(cmd: Cmd, conn: &Conn) -> Result<()> {
     match cmd {
-        Cmd::Serve(_) => Err(CliError::usage("serve is not a client verb")),
+        Cmd::Serve(_) | Cmd::Fsck(_) => Err(CliError::usage("not a client verb")),
         Cmd::Ping(a) => ping(conn, a),
         Cmd::List(a) => list(conn, a),
         Cmd::Get(a) => get(conn, a),
@@ -751,95 +751,89 @@ fn ancestry(conn: &Conn, a: AncestryArgs) -> Result<()> {
 }
 
 /// The images a vacuum answer lists (an array, or an object holding one).
-fn vacuum_images(v: &Value) -> Option<&Vec<Value>> {
-    v.as_array().or_else(|| {
-        ["images", "deleted", "would_delete", "removed"]
-            .iter()
-            .find_map(|k| v.get(*k).and_then(Value::as_array))
-    })
+/// Prints the daemon's vacuum report (`{dry_run, removed: [{kind, subject,
+/// bytes}], skipped: [{subject, reason}], bytes}`) one line per item.
+fn print_vacuum(v: &Value) {
+    let dry = v.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    let verb = if dry { "would remove" } else { "removed" };
+    let removed = v
+        .get("removed")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut out = String::new();
+    for r in &removed {
+        out.push_str(&format!(
+            "{verb} {} {} ({} bytes)\n",
+            str_field(r, "kind").unwrap_or("?"),
+            str_field(r, "subject").unwrap_or("?"),
+            r.get("bytes").and_then(Value::as_u64).unwrap_or(0)
+        ));
+    }
+    for k in v
+        .get("skipped")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "kept {}: {}\n",
+            str_field(k, "subject").unwrap_or("?"),
+            str_field(k, "reason").unwrap_or("")
+        ));
+    }
+    out.push_str(&format!(
+        "{verb} {} items, {} bytes{}\n",
+        removed.len(),
+        v.get("bytes").and_then(Value::as_u64).unwrap_or(0),
+        if dry {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    ));
+    emit(&out);
 }
 
-fn print_vacuum(v: &Value, dry: bool) {
-    if v.is_null() {
-        return;
-    }
-    match vacuum_images(v) {
-        Some(list) if list.is_empty() => {
-            emit("Nothing to vacuum: every installed image is in use.\n")
-        }
-        Some(list) => {
-            emit(&format!(
-                "{} {} image(s):\n",
-                if dry {
-                    "Would uninstall"
-                } else {
-                    "Uninstalled"
-                },
-                list.len()
-            ));
-            emit(&output::table(
-                list,
-                &ANCESTRY_COLUMNS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-                true,
-            ));
-        }
-        None => emit(&output::pretty(v)),
-    }
-}
-
+/// `imgstore vacuum`: the daemon's garbage collection (POST /vacuum):
+/// unreferenced blobs, stale temp files, expired placeholders and tasks,
+/// and with --uninstall-unused-days, installed images nothing uses.
 fn vacuum(conn: &Conn, a: VacuumArgs) -> Result<()> {
     let client = conn.client()?;
+    let days = a.uninstall_unused_days.map(|d| d.to_string());
     let run = |dry: bool| -> Result<Value> {
-        let path = with_query(
-            "/vacuum",
-            &[("dry_run", if dry { "true" } else { "false" })],
-        );
-        let (status, v) = client.call("POST", &path, Body::Empty)?;
-        if status == 202 && v.get("id").is_some() {
-            let intr = Interrupt::install()?;
-            let t = follow_to_end(&client, v, "vacuum", false, false, &intr, None)?;
-            // Detached: nothing to show.
-            return Ok(t.map(|t| result_of(&t).clone()).unwrap_or(Value::Null));
+        let mut q = vec![("dry_run", if dry { "true" } else { "false" })];
+        if let Some(d) = &days {
+            q.push(("uninstall_unused_days", d.as_str()));
         }
+        if let Some(p) = &a.pool {
+            q.push(("pool", p.as_str()));
+        }
+        let (_, v) = client.call("POST", &with_query("/vacuum", &q), Body::Empty)?;
         Ok(v)
     };
-    if a.dry_run {
-        let v = run(true)?;
-        if a.json {
-            emit(&output::pretty(&v));
-        } else {
-            print_vacuum(&v, true);
-        }
-        return Ok(());
-    }
-    if !a.force {
+    if !a.dry_run && days.is_some() && !a.force {
         if !std::io::stdin().is_terminal() {
             return Err(CliError::usage(
-                "vacuum uninstalls images: confirm with -f (or run it on a terminal, or see what \
-                 it would do with -n)",
+                "vacuum --uninstall-unused-days uninstalls images: confirm with -f (or run it on a \
+                 terminal, or see what it would do with -n)",
             ));
         }
         let plan = run(true)?;
-        print_vacuum(&plan, true);
-        if vacuum_images(&plan).is_some_and(|l| l.is_empty()) {
-            return Ok(());
-        }
-        eprint!("Uninstall them? [y/N] ");
+        print_vacuum(&plan);
+        eprint!("Go ahead? [y/N] ");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(CliError::local("vacuum aborted; nothing was uninstalled"));
+            return Err(CliError::local("vacuum aborted; nothing was removed"));
         }
     }
-    let v = run(false)?;
+    let v = run(a.dry_run)?;
     if a.json {
         emit(&output::pretty(&v));
     } else {
-        print_vacuum(&v, false);
+        print_vacuum(&v);
     }
     Ok(())
 }

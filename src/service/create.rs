@@ -371,11 +371,6 @@ impl Service {
             .take()
             .unwrap_or_else(|| self.config().default_pool.clone());
         crate::zfs::validate_pool_name(&pool)?;
-        self.zfs.available()?;
-        if !self.zfs.pool_exists(&pool)? {
-            return Err(crate::zfs::ZfsError::PoolNotFound { pool }.into());
-        }
-        req.pool = Some(pool);
         let max = self.limits().max_body_bytes;
         let meta = std::fs::metadata(&req.manifest)
             .map_err(|e| Error::param("manifest", format!("{}: {e}", req.manifest.display())))?;
@@ -439,6 +434,12 @@ impl Service {
             // Validate now, so a bad manifest is a 422 and not a failed task.
             manifest::prepare_import(&m, &uuid).map_err(Error::validation)?;
         }
+        // The request is well-formed; now the pool it installs into.
+        self.zfs.available()?;
+        if !self.zfs.pool_exists(&pool)? {
+            return Err(crate::zfs::ZfsError::PoolNotFound { pool }.into());
+        }
+        req.pool = Some(pool);
         let file_len = std::fs::metadata(&req.file)
             .map_err(|e| Error::param("file", format!("{}: {e}", req.file.display())))?
             .len();

@@ -34,6 +34,9 @@ pub enum BodyError {
     Truncated(String),
     /// No byte arrived for the idle timeout.
     Idle(u64),
+    /// Fewer than `limits.min_upload_bytes_per_sec` on average arrived in an
+    /// idle-timeout window.
+    TooSlow { bytes: u64, secs: u64 },
 }
 
 /// The chunks of an upload, as the HTTP layer receives them.
@@ -197,6 +200,20 @@ impl Service {
                 )));
             }
         }
+        if let Some(n) = p.size.or(p.content_length) {
+            let dir = self.config().data_dir.join("ingest");
+            if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
+                // fsblkcnt_t and c_ulong are not u64 on every target.
+                #[allow(clippy::unnecessary_cast)]
+                let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+                if n > free {
+                    return Err(Error::InsufficientStorage(format!(
+                        "image file of {n} bytes does not fit: {free} bytes free in {}; nothing was stored",
+                        dir.display()
+                    )));
+                }
+            }
+        }
         let id = uuid.clone();
         let (sealed, p) = self
             .blocking(move |svc| svc.ingest(&id, &p, max, &mut chunks).map(|s| (s, p)))
@@ -224,9 +241,16 @@ impl Service {
                             "upload of image {uuid} ended after {got} bytes{}: {why}; nothing was stored",
                             expected.map(|n| format!(" of {n}")).unwrap_or_default()
                         ),
-                        BodyError::Idle(secs) => format!(
-                            "upload of image {uuid} stalled for {secs} s after {got} bytes; nothing was stored"
-                        ),
+                        BodyError::Idle(secs) => {
+                            return Err(Error::RequestTimeout(format!(
+                                "upload of image {uuid} stalled for {secs} s after {got} bytes (limits.idle_timeout_secs); nothing was stored"
+                            )))
+                        }
+                        BodyError::TooSlow { bytes, secs } => {
+                            return Err(Error::RequestTimeout(format!(
+                                "upload of image {uuid} brought only {bytes} bytes in {secs} s after {got} bytes, under limits.min_upload_bytes_per_sec; nothing was stored"
+                            )))
+                        }
                     };
                     let errors = vec![FieldError {
                         field: "size".into(),

@@ -110,6 +110,12 @@ impl Service {
     /// blocking pool after the socket is up; a node without ZFS keeps its
     /// journal for a start where ZFS is there.
     pub fn recover_journal(&self) {
+        self.recover_journal_steps();
+        self.recovering
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn recover_journal_steps(&self) {
         let tasks: std::collections::BTreeSet<String> = self
             .journal
             .iter()
@@ -197,6 +203,9 @@ impl Service {
 
     /// The install task's body (blocking).
     pub fn run_install(&self, ctx: &TaskCtx, uuid: &str, pool: &str) -> Result<()> {
+        // Shared with other installs; vacuum takes it exclusively to
+        // uninstall, so an origin checked below stays until we are done.
+        let _gate = self.install_gate.read().unwrap_or_else(|p| p.into_inner());
         if !self.zfs.pool_exists(pool)? {
             return Err(ZfsError::PoolNotFound {
                 pool: pool.to_string(),
@@ -292,10 +301,20 @@ impl Service {
             drop(writer);
             (copied, reader.join().expect("reader thread panicked"))
         });
-        let finished = child.finish();
+        let finished = pool_full(pool, uuid, child.finish());
         ctx.check()?;
         let digests = digests
             .map_err(|e| Error::internal(&format!("reading the file of image {uuid}"), e))?;
+        // When zfs stopped reading (a full pool, a refused stream) the reader
+        // stopped too, so its digests cover only part of the blob: hash the
+        // whole blob to tell a corrupt image from zfs's own failure.
+        let digests = if matches!(copied, Err(CopyError::Write(_))) {
+            self.cas
+                .digest(&want_sha256)
+                .map_err(|e| Error::internal(&format!("reading the file of image {uuid}"), e))?
+        } else {
+            digests
+        };
         // A stream zfs refused is zfs's error; a decompressor that choked on
         // a blob whose digests are right is a corrupt image.
         let checksum_ok = digests.sha256 == want_sha256 && digests.sha1 == want_sha1;
@@ -338,6 +357,14 @@ impl Service {
             self.zfs.rename(&snaps[0].name, &final_snap)?;
         }
         self.zfs.rename(&partial, &target)?;
+        // Vacuum's clock of when the image was last used (best effort).
+        let now = chrono::Utc::now().timestamp().max(0).to_string();
+        if let Err(e) = self
+            .zfs
+            .set_property(&target, super::vacuum::LAST_USED_PROP, &now)
+        {
+            tracing::warn!(dataset = %target, error = %e, "could not set imgstore:last_used");
+        }
         tracing::info!(image = uuid, dataset = %target, "image installed");
         Ok(())
     }
@@ -412,6 +439,22 @@ impl Service {
         self.zfs.destroy(&ds, true)?;
         tracing::info!(image = uuid, dataset = %ds, "image uninstalled");
         Ok(())
+    }
+}
+
+/// A receive that failed because the pool is full is a 507
+/// `InsufficientStorage`, like a full data dir, not a generic zfs failure.
+fn pool_full(pool: &str, uuid: &str, r: std::result::Result<(), ZfsError>) -> Result<()> {
+    match r {
+        Err(ZfsError::CommandFailed { stderr, .. })
+            if stderr.contains("out of space") || stderr.contains("No space left") =>
+        {
+            Err(Error::InsufficientStorage(format!(
+                "pool {pool} is full: receiving image {uuid} failed ({}); nothing was installed",
+                stderr.trim()
+            )))
+        }
+        r => r.map_err(Error::from),
     }
 }
 

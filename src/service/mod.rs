@@ -11,12 +11,14 @@
 
 pub mod create;
 pub mod filter;
+pub mod fsck;
 pub mod images;
 pub mod import;
 pub mod install;
 pub mod packages;
 pub mod patch;
 pub mod pipe;
+pub mod vacuum;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
@@ -25,7 +27,7 @@ use crate::store::{cas::Cas, meta::Meta, packages::PackageStore};
 use crate::tasks::Tasks;
 use crate::zfs::Zfs;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 pub struct Service {
     /// A weak handle on itself, so blocking code can start tasks that own
@@ -41,7 +43,19 @@ pub struct Service {
     journal: sled::Tree,
     pub packages: PackageStore,
     config: RwLock<Arc<Config>>,
-    write_lock: Mutex<()>,
+    /// The single-writer lock. An async mutex: a write request waits for it
+    /// on the runtime, not parked in a blocking-pool thread, so a queue of
+    /// writers neither grows the blocking pool nor delays the reads that
+    /// need it (downloads).
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Held shared by every running install and exclusively by vacuum while
+    /// it uninstalls unused images, so that vacuum never destroys an origin
+    /// an install is about to receive onto (see `vacuum.rs`).
+    install_gate: RwLock<()>,
+    /// True until the start-up undo of interrupted tasks has run
+    /// (`recover_journal`); fsck reports their pending steps as a notice
+    /// meanwhile.
+    recovering: std::sync::atomic::AtomicBool,
 }
 
 impl Service {
@@ -71,6 +85,7 @@ impl Service {
             .tree("packages")
             .map_err(|e| format!("sled tree packages in {}: {e}", dir.display()))?;
         let packages = PackageStore::open(dir, tree)?;
+        tasks.set_max_running(config.limits.max_tasks);
         Ok(Arc::new_cyclic(|me| Service {
             me: me.clone(),
             cas,
@@ -81,7 +96,9 @@ impl Service {
             journal,
             packages,
             config: RwLock::new(Arc::new(config)),
-            write_lock: Mutex::new(()),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            install_gate: RwLock::new(()),
+            recovering: std::sync::atomic::AtomicBool::new(true),
         }))
     }
 
@@ -100,6 +117,7 @@ impl Service {
 
     /// Replaces the live config (SIGHUP).
     pub fn set_config(&self, config: Config) {
+        self.tasks.set_max_running(config.limits.max_tasks);
         *self.config.write().unwrap() = Arc::new(config);
     }
 
@@ -110,8 +128,9 @@ impl Service {
         T: Send + 'static,
     {
         let svc = self.clone();
+        let guard = self.write_lock.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || {
-            let _guard = svc.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = guard;
             f(&svc)
         })
         .await
@@ -132,8 +151,9 @@ impl Service {
     }
 
     /// Takes the write lock from code already on the blocking pool.
+    /// Must not be called on an async worker thread (it blocks).
     pub fn write_locked<T>(&self, f: impl FnOnce(&Service) -> Result<T>) -> Result<T> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.write_lock.blocking_lock();
         f(self)
     }
 

@@ -92,9 +92,14 @@ pub fn is_sha256_hex(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Temp files of ingests in progress in this process, so that checks and
+/// garbage collection can tell them from leftovers.
+type Live = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>;
+
 pub struct Cas {
     blobs: PathBuf,
     ingest: PathBuf,
+    live: Live,
 }
 
 impl Cas {
@@ -108,12 +113,26 @@ impl Cas {
         let ingest = data_dir.join("ingest");
         fs::create_dir_all(&blobs)?;
         fs::create_dir_all(&ingest)?;
-        let cas = Cas { blobs, ingest };
+        let cas = Cas {
+            blobs,
+            ingest,
+            live: Live::default(),
+        };
         let removed = cas.clean_ingest()?;
         if removed > 0 {
             tracing::warn!(removed, "removed temp files left by an interrupted ingest");
         }
         Ok(cas)
+    }
+
+    /// A view of the store under `data_dir` that creates and cleans
+    /// nothing, for a check that must not repair.
+    pub fn inspect(data_dir: &Path) -> Cas {
+        Cas {
+            blobs: data_dir.join("blobs").join("sha256"),
+            ingest: data_dir.join("ingest"),
+            live: Live::default(),
+        }
     }
 
     fn clean_ingest(&self) -> io::Result<usize> {
@@ -147,12 +166,65 @@ impl Cas {
     /// Starts an ingest into a new temp file.
     pub fn ingest(&self) -> io::Result<Ingest> {
         let path = self.ingest.join(format!("{}.tmp", uuid::Uuid::new_v4()));
-        let file = File::options().write(true).create_new(true).open(&path)?;
+        self.live.lock().unwrap().insert(path.clone());
+        let file = match File::options().write(true).create_new(true).open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.live.lock().unwrap().remove(&path);
+                return Err(e);
+            }
+        };
         Ok(Ingest {
             file: Some(file),
             path,
             hasher: Hasher::new(),
+            live: self.live.clone(),
         })
+    }
+
+    /// Files in `ingest/` that no ingest of this process is writing:
+    /// leftovers of a crash or of a failed removal.
+    pub fn stale_temps(&self) -> io::Result<Vec<PathBuf>> {
+        let live = self.live.lock().unwrap().clone();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.ingest)? {
+            let p = entry?.path();
+            if !live.contains(&p) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entries of `blobs/sha256/` whose names are not SHA-256 digests.
+    pub fn strays(&self) -> io::Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.blobs)? {
+            let entry = entry?;
+            if !entry.file_name().to_str().is_some_and(is_sha256_hex) {
+                out.push(entry.path());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-reads a blob and returns its digests (for checks).
+    ///
+    /// # Errors
+    /// The blob cannot be opened or read.
+    pub fn digest(&self, sha256: &str) -> io::Result<Digests> {
+        use std::io::Read;
+        let mut f = File::open(self.blob_path(sha256)?)?;
+        let mut h = Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finish())
     }
 
     /// Moves a finished ingest into place under its SHA-256. Identical content
@@ -169,6 +241,7 @@ impl Cas {
         }
         fs::set_permissions(&sealed.path, fs::Permissions::from_mode(0o444))?;
         fs::rename(&sealed.path, &target)?;
+        self.live.lock().unwrap().remove(&sealed.path);
         sealed.disarm();
         File::open(&self.blobs)?.sync_all()?;
         Ok(target)
@@ -202,6 +275,7 @@ pub struct Ingest {
     file: Option<File>,
     path: PathBuf,
     hasher: Hasher,
+    live: Live,
 }
 
 impl Ingest {
@@ -242,6 +316,7 @@ impl Ingest {
             path,
             digests,
             armed: true,
+            live: self.live.clone(),
         })
     }
 }
@@ -250,6 +325,7 @@ impl Drop for Ingest {
     fn drop(&mut self) {
         if !self.path.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.path);
+            self.live.lock().unwrap().remove(&self.path);
         }
     }
 }
@@ -260,6 +336,7 @@ pub struct Sealed {
     path: PathBuf,
     pub digests: Digests,
     armed: bool,
+    live: Live,
 }
 
 impl Sealed {
@@ -272,6 +349,7 @@ impl Drop for Sealed {
     fn drop(&mut self) {
         if self.armed {
             let _ = fs::remove_file(&self.path);
+            self.live.lock().unwrap().remove(&self.path);
         }
     }
 }
@@ -340,6 +418,13 @@ mod tests {
         drop(ingest(&cas, b"sealed but not committed"));
         assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
         fs::write(dir.path().join("ingest/left.tmp"), b"x").unwrap();
+        let live = cas.ingest().unwrap();
+        assert_eq!(
+            cas.stale_temps().unwrap(),
+            vec![dir.path().join("ingest/left.tmp")],
+            "a live ingest is not stale"
+        );
+        drop(live);
         Cas::open(dir.path()).unwrap();
         assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
     }

@@ -184,6 +184,8 @@ pub struct Daemon {
     pub log: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Run the daemon as this uid and gid (root tests only).
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl Daemon {
@@ -192,20 +194,29 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Daemon {
-        let mut d = Daemon::unstarted(extra);
+        let mut d = Daemon::new(extra);
         d.spawn();
         d
     }
 
     /// Starts a daemon whose config file holds `toml` from its first start.
     pub fn start_config(toml: &str) -> Daemon {
-        let mut d = Daemon::unstarted(&[]);
+        let mut d = Daemon::new(&[]);
         std::fs::write(d.config_path(), toml).unwrap();
         d.spawn();
         d
     }
 
-    fn unstarted(extra: &[&str]) -> Daemon {
+    /// Starts a daemon on the given config file text.
+    pub fn start_configured(config: &str) -> Daemon {
+        let mut d = Daemon::new(&[]);
+        std::fs::write(d.config_path(), config).unwrap();
+        d.spawn();
+        d
+    }
+
+    /// A daemon not yet started (write its config, then `spawn`).
+    pub fn new(extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("imgstore-test")
             .tempdir()
@@ -220,6 +231,7 @@ impl Daemon {
             log,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            run_as: None,
         }
     }
 
@@ -233,6 +245,10 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.sock)
             .args(&self.extra);
+        if let Some((uid, gid)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
         c
     }
 

@@ -1,10 +1,14 @@
 //! Integration tests: the real `imgstore` binary on a temp socket and data
 //! dir. One test binary; one module per area.
 
+mod access;
 mod cli;
 mod common;
 mod compat;
+mod crash;
 mod daemon;
+mod fullness;
+mod hostile;
 mod images;
 mod logs;
 mod memory;
@@ -12,6 +16,8 @@ mod nginx;
 mod packages;
 mod patch;
 mod readme;
+mod recovery;
 mod remote;
 mod service_files;
+mod soak;
 mod zfs;
