@@ -60,7 +60,6 @@
 //!   `cannot receive: invalid stream (bad magic number)`; empty input
 //!   `cannot receive: failed to read from stream`; a truncated or corrupted
 //!   (checksum) stream `cannot receive new filesystem stream: invalid backup stream`.
-//!   OpenZFS says `checksum mismatch or incomplete stream` for the latter.
 //! - Incremental onto the wrong base: `cannot receive incremental stream:
 //!   most recent snapshot of P/b does not` / `match incremental source`.
 //! - Destroy with clones (same wording as illumos/OpenZFS `zfs_main.c`):
@@ -96,6 +95,39 @@
 //! - `zfs rename X X` succeeds silently; `zfs send` happily writes to a tty.
 //! - `zpool destroy P` with mounted filesystems: `cannot destroy 'P': pool
 //!   is busy` once (it unmounts them), then succeeds (not used here).
+//!
+//! # What OpenZFS 2.3 does (Debian `zfs-dkms` 2.3.2, Linux 6.1)
+//!
+//! Recorded in the guest of `scripts/zfs-vm.sh`, where `scripts/zfs-vm-test`
+//! runs the ZFS tests; `classifies_openzfs_2_3_texts` replays these texts.
+//!
+//! - Every optional flag of [`Features`] exists (`missing snapshot
+//!   argument` when probed); `clones` and `receive_resume_token` are in the
+//!   property table; pools have feature flags (`feature@extensible_dataset`
+//!   is `active`).
+//! - Missing dataset, snapshot or send source (also `send -i` sources):
+//!   `cannot open 'P/d@s': dataset does not exist`. `zfs snapshot` and
+//!   `zfs list` in a missing pool say the same about the dataset (so
+//!   [`ZfsError::PoolNotFound`] comes from asking `zpool`, as for zfs-fuse).
+//!   A receive whose parent (or pool) is missing names it:
+//!   `cannot open 'P/no/such': dataset does not exist` /
+//!   `cannot receive new filesystem stream: unable to restore to destination`.
+//! - `zfs rename` onto an existing name: `cannot rename 'FROM': dataset
+//!   already exists` (for snapshots too), naming the source as zfs-fuse does.
+//! - Truncated stream: `cannot receive new filesystem stream: incomplete
+//!   stream`; with `-s`: `... checksum mismatch or incomplete stream.` /
+//!   `Partially received snapshot is saved.` / the `zfs send -t` to resume.
+//!   Killing `zfs receive -s` mid-stream also keeps the partial dataset and
+//!   its `receive_resume_token`; without `-s` the partial dataset is gone
+//!   once the killed process has exited.
+//! - `zfs receive -A` without partial state: `'P/d' does not have any
+//!   resumable receive state to abort`; `zfs send -t` with a damaged token:
+//!   `cannot resume send: resume token is corrupt (incorrect checksum)`
+//!   (exit 255).
+//! - A mounted filesystem in use: destroy, rename and unmount all say
+//!   `cannot unmount '/P/d': pool or dataset is busy` (quoting the mount
+//!   point), which stays so while it is in use; idle mounted filesystems
+//!   are renamed and destroyed without complaint.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -828,6 +860,60 @@ impl Zfs {
         Ok(())
     }
 
+    /// The resume token of an interrupted `zfs receive -s` into `dataset`
+    /// (its `receive_resume_token` property), for [`Zfs::send_resume`] on
+    /// the sending side.
+    ///
+    /// `None` when there is no partial state (ZFS prints `-`) and when this
+    /// ZFS has no such property (zfs-fuse: `bad property list: invalid
+    /// property 'receive_resume_token'`, which it says before looking at
+    /// the dataset, so the dataset's existence is then checked separately).
+    ///
+    /// # Errors
+    ///
+    /// [`ZfsError::InvalidName`], [`ZfsError::DatasetNotFound`],
+    /// [`ZfsError::PoolNotFound`], [`ZfsError::CommandFailed`].
+    pub fn resume_token(&self, dataset: &str) -> Result<Option<String>> {
+        validate_dataset_name(dataset)?;
+        match self.get_property(dataset, "receive_resume_token") {
+            Ok(token) => Ok(token.filter(|t| !t.is_empty())),
+            Err(ZfsError::CommandFailed { ref stderr, .. })
+                if stderr.contains("invalid property 'receive_resume_token'") =>
+            {
+                if self.exists(dataset)? {
+                    Ok(None)
+                } else {
+                    Err(self.refine(ZfsError::DatasetNotFound {
+                        name: dataset.to_string(),
+                    }))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts `zfs send -t TOKEN`: the rest of the stream whose receive was
+    /// interrupted, from the token [`Zfs::resume_token`] read on the
+    /// receiving side. Receive it with [`ReceiveOpts::resumable`] into the
+    /// same target. Read and finish the child as for [`Zfs::send`].
+    ///
+    /// The token is checked to be what ZFS makes (`1-<hex>-<hex>-<hex>`:
+    /// lower-case hex digits and `-`, starting with a digit) before anything
+    /// runs. A ZFS without resumable receive (zfs-fuse) has no `send -t`
+    /// either; `finish` then reports its usage error.
+    ///
+    /// # Errors
+    ///
+    /// [`ZfsError::InvalidName`] for a malformed token,
+    /// [`ZfsError::NotAvailable`], [`ZfsError::Io`]. Send failures (a token
+    /// whose snapshot is gone, a corrupt token) are reported by `finish` as
+    /// [`ZfsError::CommandFailed`].
+    pub fn send_resume(&self, token: &str) -> Result<SendChild> {
+        validate_resume_token(token)?;
+        self.available()?;
+        self.spawn_send(&["send", "-t", token], "")
+    }
+
     /// Starts `zfs send` of `snapshot`, incremental from `incremental_from`
     /// (`-i`: a full snapshot name, possibly the origin of a clone, or
     /// `@snap` in the same dataset). Read the stream from the returned child
@@ -868,10 +954,16 @@ impl Zfs {
             args.extend(["-i", from]);
         }
         args.push(snapshot);
-        let mut cmd = self.command(Bin::Zfs, &args);
+        self.spawn_send(&args, snapshot)
+    }
+
+    /// Spawns a `zfs send` with stdout piped; `subject` names the snapshot
+    /// for error classification (empty when only a resume token is known).
+    fn spawn_send(&self, args: &[&str], subject: &str) -> Result<SendChild> {
+        let mut cmd = self.command(Bin::Zfs, args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         let (proc_, _, stdout) =
-            Proc::spawn(cmd, display_argv(&self.zfs_bin, &args), &self.zfs_bin)?;
+            Proc::spawn(cmd, display_argv(&self.zfs_bin, args), &self.zfs_bin)?;
         let reader = stdout.map(|stdout| SendReader {
             stdout,
             shared: Arc::clone(&proc_.shared),
@@ -879,7 +971,7 @@ impl Zfs {
         Ok(SendChild {
             reader,
             proc_,
-            snapshot: snapshot.to_string(),
+            snapshot: subject.to_string(),
             zfs: self.clone(),
         })
     }
@@ -1458,6 +1550,30 @@ pub fn validate_any_name(name: &str) -> Result<()> {
     } else {
         validate_dataset_name(name)
     }
+}
+
+/// Longest resume token accepted. Real ones are a few hundred bytes (a
+/// compressed nvlist in hex); the cap only bounds the argv.
+const MAX_RESUME_TOKEN_LEN: usize = 64 * 1024;
+
+/// A `receive_resume_token` as ZFS prints it: `1-<hex>-<hex>-<hex>`, so
+/// only `0-9 a-f -`, starting with a digit (never an option to `zfs`).
+fn validate_resume_token(token: &str) -> Result<()> {
+    // Errors show the start of the token only; a bad one may be huge.
+    let bad = |reason| invalid(&token.chars().take(80).collect::<String>(), reason);
+    if token.is_empty() || token.len() > MAX_RESUME_TOKEN_LEN {
+        return Err(bad("a resume token is 1 to 65536 characters"));
+    }
+    if !token.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(bad("a resume token starts with a digit"));
+    }
+    if !token
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'-'))
+    {
+        return Err(bad("a resume token has only 0-9 a-f and '-' in it"));
+    }
+    Ok(())
 }
 
 /// Property names: native (`used`) or user (`imgadm:ignore`); lower case,
@@ -2207,6 +2323,67 @@ mod tests {
             let ZfsError::CommandFailed { stderr: kept, status, .. } = &e else { unreachable!() };
             assert_eq!(kept.as_str(), stderr.trim_end());
             assert_eq!(*status, Some(1));
+        }
+    }
+
+    /// Texts recorded from OpenZFS 2.3.2 (see the module docs).
+    #[test]
+    fn classifies_openzfs_2_3_texts() {
+        let rc =
+            |stderr: &str, target: &str| classify_receive("zfs receive", Some(1), stderr, target);
+        let e = rc(
+            "cannot open 'tank/no/such': dataset does not exist\n\
+             cannot receive new filesystem stream: unable to restore to destination\n",
+            "tank/no/such/x",
+        );
+        assert!(
+            matches!(&e, ZfsError::DatasetNotFound { name } if name == "tank/no/such"),
+            "{e:?}"
+        );
+        // Refined into PoolNotFound by asking zpool.
+        let e = rc(
+            "cannot open 'nopool': dataset does not exist\n\
+             cannot receive new filesystem stream: unable to restore to destination\n",
+            "nopool/x",
+        );
+        assert!(
+            matches!(&e, ZfsError::DatasetNotFound { name } if name == "nopool"),
+            "{e:?}"
+        );
+        let e = cls(
+            "cannot open 'tank/src@nope': dataset does not exist\n",
+            "tank/src@s2",
+        );
+        assert!(
+            matches!(&e, ZfsError::DatasetNotFound { name } if name == "tank/src@nope"),
+            "{e:?}"
+        );
+        let e = exists_means_target(
+            cls(
+                "cannot rename 'tank/src@s1': dataset already exists\n",
+                "tank/src@s1",
+            ),
+            "tank/src@s1",
+            "tank/src@s2",
+        );
+        assert!(
+            matches!(&e, ZfsError::DatasetExists { name } if name == "tank/src@s2"),
+            "{e:?}"
+        );
+        let busy = cls(
+            "cannot unmount '/tank/busy': pool or dataset is busy\n",
+            "tank/busy",
+        );
+        assert!(busy.is_busy(), "{busy:?}");
+        for stderr in [
+            "cannot receive new filesystem stream: incomplete stream\n",
+            "'tank/part' does not have any resumable receive state to abort\n",
+            "cannot resume send: resume token is corrupt (incorrect checksum)\n",
+            "cannot mount 'tank/busy': filesystem already mounted\n",
+        ] {
+            let e = rc(stderr, "tank/part");
+            assert_eq!(e.code(), "ZfsCommandFailed", "{stderr}");
+            assert!(!e.is_busy());
         }
     }
 
@@ -2963,6 +3140,103 @@ esac"#,
         );
     }
 
+    const TOKEN: &str = "1-e604ea4bf-e0-789c63a2";
+
+    #[test]
+    fn resume_token_reads_the_property() {
+        let fake = Fake::new(
+            r#"case "$CMD" in
+*" tank/partial") echo '1-e604ea4bf-e0-789c63a2' ;;
+*" tank/done") echo '-' ;;
+*" tank/gone") echo "cannot open 'tank/gone': dataset does not exist" >&2; exit 1 ;;
+"zpool list -H -o name tank") echo tank ;;
+esac"#,
+        )
+        .with(ALL);
+        let z = &fake.zfs;
+        assert_eq!(
+            z.resume_token("tank/partial").unwrap().as_deref(),
+            Some(TOKEN)
+        );
+        assert_eq!(z.resume_token("tank/done").unwrap(), None);
+        let e = z.resume_token("tank/gone").unwrap_err();
+        assert!(
+            matches!(&e, ZfsError::DatasetNotFound { name } if name == "tank/gone"),
+            "{e:?}"
+        );
+        assert_eq!(
+            fake.log()[..2],
+            [
+                "zfs get -H -p -o value receive_resume_token tank/partial",
+                "zfs get -H -p -o value receive_resume_token tank/done",
+            ]
+        );
+        assert!(
+            z.resume_token("tank/a@s").is_err(),
+            "snapshots have no token"
+        );
+    }
+
+    /// zfs-fuse rejects the property before it looks at the dataset.
+    #[test]
+    fn resume_token_is_none_where_zfs_has_no_such_property() {
+        let fake = Fake::new(
+            r#"case "$CMD" in
+"zfs get -H -o name type zdrv1/a") ;;
+"zfs get -H -o name type "*) echo "cannot open 'zdrv1/gone': dataset does not exist" >&2; exit 1 ;;
+"zfs get "*) printf "bad property list: invalid property 'receive_resume_token'\nusage:\n\tget [-rHp] ...\n" >&2; exit 2 ;;
+"zpool list -H -o name zdrv1") echo zdrv1 ;;
+esac"#,
+        )
+        .with(ZFS_FUSE);
+        let z = &fake.zfs;
+        assert_eq!(z.resume_token("zdrv1/a").unwrap(), None);
+        let e = z.resume_token("zdrv1/gone").unwrap_err();
+        assert!(
+            matches!(&e, ZfsError::DatasetNotFound { name } if name == "zdrv1/gone"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn send_resume_builds_send_t() {
+        let fake = Fake::new("printf 'REST'").with(ALL);
+        let mut child = fake.zfs.send_resume(TOKEN).unwrap();
+        let mut out = String::new();
+        child.read_to_string(&mut out).unwrap();
+        child.finish().unwrap();
+        assert_eq!(out, "REST");
+        assert_eq!(fake.log(), [format!("zfs send -t {TOKEN}")]);
+    }
+
+    #[test]
+    fn send_resume_rejects_malformed_tokens_without_running_zfs() {
+        let fake = Fake::new("printf 'REST'").with(ALL);
+        let huge = format!("1-{}", "a".repeat(MAX_RESUME_TOKEN_LEN));
+        for bad in [
+            "", "-", "-t", "-n1-abc", "abc-1", "1-ABCDEF", "1-abc 2", "1-abc\n", "1-abc;rm",
+            "1-ab/cd", "1-xyz", &huge,
+        ] {
+            let e = fake.zfs.send_resume(bad).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameter", "{bad:?}: {e}");
+            assert!(e.to_string().len() < 300, "{e}");
+        }
+        assert!(fake.log().is_empty(), "{:?}", fake.log());
+    }
+
+    #[test]
+    fn send_resume_failures_are_command_failures() {
+        // zfs-fuse has no -t; OpenZFS with a token whose snapshot is gone.
+        let fake = Fake::new(
+            r#"printf "invalid option 't'\nusage:\n\tsend [-RDp] [-[iI] snapshot] <snapshot>\n" >&2; exit 2"#,
+        )
+        .with(ZFS_FUSE);
+        let e = fake.zfs.send_resume(TOKEN).unwrap().finish().unwrap_err();
+        assert_eq!(e.code(), "ZfsCommandFailed", "{e}");
+        assert!(e.to_string().contains("invalid option 't'"), "{e}");
+        assert!(!e.to_string().contains("usage"), "{e}");
+    }
+
     #[test]
     fn send_failures_are_classified() {
         let fake = Fake::new(
@@ -3420,6 +3694,109 @@ mod pool_tests {
         send.canceller().cancel();
         assert!(send.read(&mut buf).is_err());
         assert_code(send.finish(), "Cancelled");
+    }
+
+    /// `receive -s`, interrupted, then resumed from its token with `send -t`
+    /// where ZFS and the pool have it (OpenZFS, see scripts/zfs-vm-test);
+    /// elsewhere (zfs-fuse) the feature is detected as absent and
+    /// `resumable: true` receives without `-s`.
+    #[test]
+    fn interrupted_resumable_receive_resumes_from_its_token() {
+        let Some(s) = Scratch::new() else { return };
+        let z = &s.zfs;
+        let f = z.available().unwrap();
+        let resumable = z.supports_resumable_receive(&s.pool).unwrap();
+        const LEN: usize = 6_000_000;
+        let src = s.filesystem_with_data("src", LEN, 9);
+        z.snapshot(&format!("{src}@final")).unwrap();
+        let full = s.stream(&format!("{src}@final"), None);
+        let target = s.ds("resumed");
+        let opts = ReceiveOpts {
+            no_mount: true,
+            resumable: true,
+            ..ReceiveOpts::default()
+        };
+
+        if !f.resumable_receive {
+            assert!(!resumable);
+            let mut recv = z.receive(&target, opts).unwrap();
+            assert!(!recv.proc_.argv.contains(" -s"), "{}", recv.proc_.argv);
+            recv.write_all(&full).unwrap();
+            recv.finish().unwrap();
+            assert_eq!(z.resume_token(&target).unwrap(), None);
+            assert_code(z.resume_token(&s.ds("missing")), "DatasetNotFound");
+            let e = assert_code(
+                z.send_resume("1-e604ea4bf-e0-789c63a2").unwrap().finish(),
+                "ZfsCommandFailed",
+            );
+            eprintln!("send -t without resumable receive: {e}");
+            return;
+        }
+        if !resumable {
+            let why = format!(
+                "{} lacks feature@extensible_dataset although zfs has receive -s",
+                s.pool
+            );
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set: the resume test must run; {why}"
+            );
+            eprintln!("NOT RUN: resume: {why}");
+            return;
+        }
+
+        // Part of the stream, then the receive is killed: with -s the
+        // partial dataset stays, with a token saying where to go on.
+        let mut recv = z.receive(&target, opts).unwrap();
+        assert!(recv.proc_.argv.contains(" -s "), "{}", recv.proc_.argv);
+        recv.write_all(&full[..full.len() / 2]).unwrap();
+        recv.canceller().cancel();
+        assert_code(recv.finish(), "Cancelled");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let token = loop {
+            if let Some(t) = z.resume_token(&target).unwrap() {
+                break t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no receive_resume_token on {target} after the interrupted receive"
+            );
+            thread::sleep(Duration::from_millis(200));
+        };
+        eprintln!("resume token: {}...", &token[..token.len().min(40)]);
+        assert!(token.starts_with("1-"), "{token}");
+        validate_resume_token(&token).unwrap();
+        assert!(s.snapshot_names(&target).is_empty(), "not received yet");
+
+        // The rest, from the token.
+        let mut send = z.send_resume(&token).unwrap();
+        let mut recv = z.receive(&target, opts).unwrap();
+        let copied = io::copy(&mut send, &mut recv).unwrap();
+        send.finish().unwrap();
+        recv.finish().unwrap();
+        assert!(
+            (copied as usize) < full.len(),
+            "resumed stream ({copied} bytes) should be shorter than the full one ({})",
+            full.len()
+        );
+        assert_eq!(z.resume_token(&target).unwrap(), None);
+        assert_eq!(s.snapshot_names(&target), [format!("{target}@final")]);
+        z.run(Bin::Zfs, &["mount", &target], &target).unwrap();
+        let mnt = z.get_property(&target, "mountpoint").unwrap().unwrap();
+        let got = fs::read(Path::new(&mnt).join("data")).unwrap();
+        assert!(got == pseudo_random(LEN, 9), "resumed data differs");
+
+        // Partial state that will not be resumed is cleared with receive -A.
+        let again = s.ds("aborted");
+        let mut recv = z.receive(&again, opts).unwrap();
+        recv.write_all(&full[..full.len() / 2]).unwrap();
+        recv.canceller().cancel();
+        assert_code(recv.finish(), "Cancelled");
+        z.abort_resumable_receive(&again).unwrap();
+        assert!(
+            !z.exists(&again).unwrap(),
+            "receive -A destroys a new dataset"
+        );
     }
 
     /// zfs-fuse needs the busy retries and the unmounted rename here.
