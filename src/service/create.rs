@@ -68,16 +68,17 @@ impl Write for IngestWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
         if self.buf.len() >= pipe::CHUNK {
-            self.ingest.write(&self.buf)?;
-            self.buf.clear();
+            self.flush()?;
         }
         Ok(data.len())
     }
 
+    /// Hands the buffer to the ingest without a copy (its digest threads
+    /// keep it until hashed) and starts a new one.
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            self.ingest.write(&self.buf)?;
-            self.buf.clear();
+            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(pipe::CHUNK));
+            self.ingest.write_bytes(bytes::Bytes::from(full))?;
         }
         Ok(())
     }

@@ -269,17 +269,25 @@ impl Service {
                 )));
             }
             if buf.is_empty() && chunk.len() >= BUF {
-                ingest.write(&chunk).map_err(|e| Error::io(&ctx(), e))?;
+                ingest
+                    .write_bytes(chunk)
+                    .map_err(|e| Error::io(&ctx(), e))?;
                 continue;
             }
             buf.extend_from_slice(&chunk);
             if buf.len() >= BUF {
-                ingest.write(&buf).map_err(|e| Error::io(&ctx(), e))?;
-                buf.clear();
+                // The full buffer is handed over (digest threads keep it
+                // until hashed); a new one is started.
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(BUF));
+                ingest
+                    .write_bytes(Bytes::from(full))
+                    .map_err(|e| Error::io(&ctx(), e))?;
             }
         }
         if !buf.is_empty() {
-            ingest.write(&buf).map_err(|e| Error::io(&ctx(), e))?;
+            ingest
+                .write_bytes(Bytes::from(buf))
+                .map_err(|e| Error::io(&ctx(), e))?;
         }
         let sealed = ingest.finish().map_err(|e| Error::io(&ctx(), e))?;
         check_sealed(uuid, &sealed, p)?;

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::tasks::TaskCtx;
+use bytes::Bytes;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -14,16 +15,16 @@ pub const CHUNK: usize = 1 << 20;
 
 /// Reads chunks sent by another thread; an `Err` chunk becomes a read error.
 pub struct ChannelReader {
-    rx: Receiver<io::Result<Vec<u8>>>,
-    cur: Vec<u8>,
+    rx: Receiver<io::Result<Bytes>>,
+    cur: Bytes,
     pos: usize,
 }
 
 impl ChannelReader {
-    pub fn new(rx: Receiver<io::Result<Vec<u8>>>) -> ChannelReader {
+    pub fn new(rx: Receiver<io::Result<Bytes>>) -> ChannelReader {
         ChannelReader {
             rx,
-            cur: Vec::new(),
+            cur: Bytes::new(),
             pos: 0,
         }
     }
@@ -48,13 +49,14 @@ impl Read for ChannelReader {
     }
 }
 
-/// Reads `src` to the end in [`CHUNK`]s, passing each to `each` and then
-/// down the channel. Stops early (without error) when the receiving side
-/// hangs up. Used on a dedicated thread.
+/// Reads `src` to the end in [`CHUNK`]s, passing each to `each` (a shared
+/// handle, so digest threads can keep it without a copy) and then down the
+/// channel. Stops early (without error) when the receiving side hangs up.
+/// Used on a dedicated thread.
 pub fn produce(
     mut src: impl Read,
-    tx: SyncSender<io::Result<Vec<u8>>>,
-    mut each: impl FnMut(&[u8]),
+    tx: SyncSender<io::Result<Bytes>>,
+    mut each: impl FnMut(&Bytes),
 ) -> io::Result<()> {
     loop {
         let mut buf = vec![0u8; CHUNK];
@@ -71,6 +73,7 @@ pub fn produce(
             return Ok(());
         }
         buf.truncate(n);
+        let buf = Bytes::from(buf);
         each(&buf);
         if tx.send(Ok(buf)).is_err() {
             return Ok(());
@@ -275,7 +278,7 @@ mod tests {
     #[test]
     fn channel_reader_passes_errors_and_eof() {
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        tx.send(Ok(b"abc".to_vec())).unwrap();
+        tx.send(Ok(Bytes::from_static(b"abc"))).unwrap();
         tx.send(Err(io::Error::other("boom"))).unwrap();
         let mut r = ChannelReader::new(rx);
         let mut buf = [0u8; 10];

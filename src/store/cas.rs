@@ -12,6 +12,7 @@
 //!
 //! Everything here is blocking I/O: callers run it on the blocking pool.
 
+use bytes::Bytes;
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -19,6 +20,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
 
 /// The digests and size of one piece of content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,52 +30,166 @@ pub struct Digests {
     pub sha256: String,
     /// Lowercase hex SHA-1: IMGAPI's `files[].sha1`.
     pub sha1: String,
-    /// Base64 MD5: the `Content-MD5` header.
+    /// Base64 MD5: the `Content-MD5` header. Empty from a
+    /// [`Hasher::verifier`], which does not compute it.
     pub md5_b64: String,
     pub size: u64,
 }
 
-/// Hashes data with every digest the store keeps, in one pass.
-#[derive(Clone, Default)]
+/// One digest's running state.
+enum Digest1 {
+    Sha256(Sha256),
+    Sha1(Sha1),
+    Md5(Md5),
+}
+
+impl Digest1 {
+    fn update(&mut self, buf: &[u8]) {
+        match self {
+            Digest1::Sha256(d) => d.update(buf),
+            Digest1::Sha1(d) => d.update(buf),
+            Digest1::Md5(d) => d.update(buf),
+        }
+    }
+}
+
+/// A digest being computed on its own thread: chunks go in through a
+/// bounded channel (so a slow digest holds up the producer, never memory),
+/// and the state comes back when the channel closes.
+struct Worker {
+    tx: SyncSender<Bytes>,
+    handle: JoinHandle<Digest1>,
+}
+
+/// Chunks queued per digest thread: enough to ride out scheduling jitter,
+/// few enough that memory stays a handful of chunks.
+const QUEUE: usize = 4;
+
+/// Hashes data with the digests the store keeps, in one read of the data.
+///
+/// Small inputs are hashed inline. From the first chunk of at least
+/// [`PARALLEL_MIN`] bytes on (on a machine with two or more cores), each
+/// digest runs on a thread of its own that lives as long as the hasher and
+/// is fed through a bounded queue: the digests run side by side, and side
+/// by side with whatever the caller does next (writing the chunk to disk),
+/// so the slowest digest alone sets the pace. Threads are started once per
+/// hasher, not per chunk.
 pub struct Hasher {
-    sha256: Sha256,
-    sha1: Sha1,
-    md5: Md5,
+    inline: Vec<Digest1>,
+    workers: Vec<Worker>,
     size: u64,
 }
 
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher::new()
+    }
+}
+
 impl Hasher {
+    /// SHA-256, SHA-1 and MD5: what an ingest stores.
     pub fn new() -> Hasher {
-        Hasher::default()
+        Hasher::with(vec![
+            Digest1::Sha256(Sha256::new()),
+            Digest1::Sha1(Sha1::new()),
+            Digest1::Md5(Md5::new()),
+        ])
     }
 
-    /// Feeds bytes to the three digests. On a machine with two or more cores
-    /// large chunks are hashed on scoped threads side by side, so the slowest
-    /// digest alone sets the pace.
+    /// SHA-256 and SHA-1 only: enough to check a stored blob against its
+    /// manifest (install), without paying for MD5.
+    pub fn verifier() -> Hasher {
+        Hasher::with(vec![
+            Digest1::Sha256(Sha256::new()),
+            Digest1::Sha1(Sha1::new()),
+        ])
+    }
+
+    fn with(inline: Vec<Digest1>) -> Hasher {
+        Hasher {
+            inline,
+            workers: Vec::new(),
+            size: 0,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Feeds bytes to every digest (copying them when they go to the
+    /// digest threads; [`Hasher::update_bytes`] avoids the copy).
     pub fn update(&mut self, buf: &[u8]) {
-        self.size += buf.len() as u64;
-        if buf.len() >= PARALLEL_MIN && parallel() {
-            let (sha256, sha1, md5) = (&mut self.sha256, &mut self.sha1, &mut self.md5);
-            std::thread::scope(|s| {
-                s.spawn(|| sha1.update(buf));
-                s.spawn(|| md5.update(buf));
-                sha256.update(buf);
-            });
+        if self.workers.is_empty() && !(buf.len() >= PARALLEL_MIN && parallel()) {
+            self.size += buf.len() as u64;
+            for d in &mut self.inline {
+                d.update(buf);
+            }
         } else {
-            self.sha256.update(buf);
-            self.sha1.update(buf);
-            self.md5.update(buf);
+            self.update_bytes(Bytes::copy_from_slice(buf));
+        }
+    }
+
+    /// Feeds a shared chunk to every digest. Returns as soon as every
+    /// digest thread has queued it (or, inline, hashed it).
+    pub fn update_bytes(&mut self, buf: Bytes) {
+        if self.workers.is_empty() {
+            if !(buf.len() >= PARALLEL_MIN && parallel()) {
+                self.size += buf.len() as u64;
+                for d in &mut self.inline {
+                    d.update(&buf);
+                }
+                return;
+            }
+            self.start_workers();
+        }
+        self.size += buf.len() as u64;
+        for w in &self.workers {
+            // A worker only goes away by panicking; `finish` reports that.
+            let _ = w.tx.send(buf.clone());
+        }
+    }
+
+    /// Moves each digest's state onto a thread of its own.
+    fn start_workers(&mut self) {
+        for mut d in std::mem::take(&mut self.inline) {
+            let (tx, rx) = sync_channel::<Bytes>(QUEUE);
+            let handle = std::thread::Builder::new()
+                .name("imgstore-hash".into())
+                .spawn(move || {
+                    for chunk in rx {
+                        d.update(&chunk);
+                    }
+                    d
+                })
+                .expect("spawning a hash thread");
+            self.workers.push(Worker { tx, handle });
         }
     }
 
     pub fn finish(self) -> Digests {
         use base64::Engine;
-        Digests {
-            sha256: hex::encode(self.sha256.finalize()),
-            sha1: hex::encode(self.sha1.finalize()),
-            md5_b64: base64::engine::general_purpose::STANDARD.encode(self.md5.finalize()),
-            size: self.size,
+        let mut states = self.inline;
+        for w in self.workers {
+            drop(w.tx);
+            states.push(w.handle.join().expect("hash thread panicked"));
         }
+        let mut d = Digests {
+            sha256: String::new(),
+            sha1: String::new(),
+            md5_b64: String::new(),
+            size: self.size,
+        };
+        for s in states {
+            match s {
+                Digest1::Sha256(h) => d.sha256 = hex::encode(h.finalize()),
+                Digest1::Sha1(h) => d.sha1 = hex::encode(h.finalize()),
+                Digest1::Md5(h) => {
+                    d.md5_b64 = base64::engine::general_purpose::STANDARD.encode(h.finalize())
+                }
+            }
+        }
+        d
     }
 }
 
@@ -280,28 +397,26 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn bytes_written(&self) -> u64 {
-        self.hasher.size
+        self.hasher.size()
     }
 
-    /// Writes and hashes a chunk.
+    /// Writes and hashes a chunk (copying it for the digest threads; see
+    /// [`Ingest::write_bytes`]).
     pub fn write(&mut self, buf: &[u8]) -> io::Result<()> {
-        let file = self
+        self.write_bytes(Bytes::copy_from_slice(buf))
+    }
+
+    /// Writes and hashes a shared chunk. The digests are handed the chunk
+    /// first and run on their own threads while this thread copies it into
+    /// the page cache: the write and the hashing overlap instead of adding
+    /// up, and the data is read from memory once per digest, never copied.
+    pub fn write_bytes(&mut self, buf: Bytes) -> io::Result<()> {
+        let mut file = self
             .file
-            .as_mut()
+            .as_ref()
             .expect("ingest file is open until finish");
-        // Write and hash side by side: the page-cache copy and the digests
-        // then overlap instead of adding up.
-        let (hasher, mut file) = (&mut self.hasher, &*file);
-        if buf.len() >= PARALLEL_MIN && parallel() {
-            std::thread::scope(|s| {
-                let w = s.spawn(move || file.write_all(buf));
-                hasher.update(buf);
-                w.join().expect("write thread panicked")
-            })
-        } else {
-            hasher.update(buf);
-            file.write_all(buf)
-        }
+        self.hasher.update_bytes(buf.clone());
+        file.write_all(&buf)
     }
 
     /// Flushes and fsyncs the temp file and returns it with its digests, to
@@ -390,6 +505,39 @@ mod tests {
             b.update(c);
         }
         assert_eq!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn digest_threads_keep_the_order_of_mixed_chunk_sizes() {
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        let mut serial = Hasher::new();
+        for c in data.chunks(999) {
+            serial.update(c);
+        }
+        // Small (inline), then large (starts the threads), then small again
+        // (must go to the threads, after the large one).
+        let mut mixed = Hasher::new();
+        mixed.update(&data[..1000]);
+        mixed.update_bytes(Bytes::copy_from_slice(&data[1000..1_500_000]));
+        mixed.update(&data[1_500_000..1_500_010]);
+        mixed.update(&data[1_500_010..]);
+        assert_eq!(mixed.finish(), serial.finish());
+    }
+
+    #[test]
+    fn verifier_skips_md5() {
+        let data = vec![7u8; 600_000];
+        let mut v = Hasher::verifier();
+        v.update(&data);
+        let mut all = Hasher::new();
+        all.update(&data);
+        let (v, all) = (v.finish(), all.finish());
+        assert_eq!(
+            (v.sha256.as_str(), v.sha1.as_str()),
+            (all.sha256.as_str(), all.sha1.as_str())
+        );
+        assert!(v.md5_b64.is_empty());
+        assert!(!all.md5_b64.is_empty());
     }
 
     #[test]
