@@ -350,9 +350,9 @@ fn create_one(sock: &Path, i: usize) -> Res<()> {
         "description": format!("benchmark image {i}: a {name} image for the list and get figures"),
         "type": ty,
         "os": os,
-        "public": i % 3 != 0,
+        "public": !i.is_multiple_of(3),
         "published_at": format!("{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", i % 24, i % 60, i / 60 % 60, i % 1000),
-        "tags": {"role": if i % 2 == 0 { "db" } else { "web" }, "group": format!("g{}", i % 50)},
+        "tags": {"role": if i.is_multiple_of(2) { "db" } else { "web" }, "group": format!("g{}", i % 50)},
         "requirements": {"min_platform": {"7.0": "20141030T081701Z"}},
     });
     let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
