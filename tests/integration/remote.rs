@@ -310,7 +310,17 @@ fn dsapi_origin_chain_is_imported_base_first_from_nginx() {
         .expect(422, Some("InvalidParameter"));
 
     // Import the leaf: the whole chain comes, base first, each verified.
-    let before = index_reads(&nginx);
+    // nginx logs a request after answering it: let the log catch up with
+    // the live look-ups above before counting from here.
+    let mut before = index_reads(&nginx);
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = index_reads(&nginx);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     let task = import(&d, &chain[2].uuid, "");
     assert_eq!(task["type"], "import-remote");
     let t = expect_success(&d, &task);
