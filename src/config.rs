@@ -80,8 +80,8 @@ pub struct PeerConfig {
 
 /// Who may change the store. Anyone who can connect to the socket (its mode,
 /// owner and group decide that) may read; a peer whose uid (SO_PEERCRED) is
-/// in `writer_uids`, or whose primary gid is in `writer_gids`, may also
-/// write. The daemon's own uid is always a writer. See `src/access.rs`.
+/// in `writer_uids`, or whose primary gid or a supplementary group
+/// (SO_PEERGROUPS) is in `writer_gids`, may also write. The daemon's own uid is always a writer. See `src/access.rs`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Access {

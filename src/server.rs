@@ -319,6 +319,7 @@ pub async fn run(
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
                 pid: c.pid(),
+                groups: crate::access::peer_groups(&stream).into(),
             })
             .unwrap_or_default();
         let limits = svc.limits();
@@ -338,6 +339,7 @@ pub async fn run(
                     TokioIo::new(stream),
                     service_fn(move |req| {
                         let svc = svc.clone();
+                        let peer = peer.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(api::handle(svc, req, peer).await)
                         }

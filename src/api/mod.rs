@@ -23,12 +23,15 @@ use std::time::Instant;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
-/// Who is on the other end of the socket (SO_PEERCRED).
-#[derive(Debug, Clone, Copy, Default)]
+/// Who is on the other end of the socket: uid, gid and pid from
+/// SO_PEERCRED, supplementary groups from SO_PEERGROUPS (Linux) or the
+/// peer's ucred (illumos), all as the kernel recorded them at connect time.
+#[derive(Debug, Clone, Default)]
 pub struct Peer {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub pid: Option<i32>,
+    pub groups: Arc<[u32]>,
 }
 
 /// A request as the handlers see it: method, decoded path segments, query
@@ -304,7 +307,7 @@ pub async fn handle(svc: Arc<Service>, req: Request<Incoming>, peer: Peer) -> Re
                 segments,
                 query,
                 req,
-                peer,
+                peer: peer.clone(),
             })
             .await
         }

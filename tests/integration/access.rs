@@ -171,3 +171,65 @@ fn the_daemons_own_uid_is_always_a_writer() {
     let d = Daemon::start_configured("[access]\nwriter_uids = []\n");
     d.create_active("own", b"x", json!({}));
 }
+
+/// `curl` as uid/gid 4243 with the given supplementary groups: POST an
+/// invalid CreateImage (422 for a writer, 403 for a reader, and it changes
+/// nothing either way) and return the status.
+fn post_as(d: &Daemon, groups: &[u32]) -> u16 {
+    use std::os::unix::process::CommandExt;
+    let groups: Vec<nix::unistd::Gid> = groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--unix-socket",
+    ])
+    .arg(&d.sock)
+    .args([
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "{}",
+        "http://localhost/images",
+    ]);
+    // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid)
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setgroups(&groups)?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(4243))?;
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(4243))?;
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("curl runs");
+    let code = String::from_utf8_lossy(&out.stdout);
+    code.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl: {code} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn a_supplementary_group_in_writer_gids_makes_a_writer() {
+    let d = as_nobody("socket_mode = \"0666\"\n[access]\nwriter_uids = []\nwriter_gids = [4242]\n");
+    // Same uid and primary gid (4243, not a writer) each time; only the
+    // supplementary groups differ.
+    assert_eq!(post_as(&d, &[]), 403, "no supplementary groups: reader");
+    assert_eq!(post_as(&d, &[5, 4244]), 403, "other groups: reader");
+    assert_eq!(post_as(&d, &[5, 4242]), 422, "member of 4242: writer");
+    let log = d.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"peer_uid\":4243") && l.contains("\"status\":422")),
+        "no request line from uid 4243:\n{log}"
+    );
+    assert_eq!(d.get("/images?state=all").json(), json!([]));
+}
