@@ -76,6 +76,11 @@ pub enum Error {
     RequestTimeout(String),
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// A request that is not HTTP/1.1 hyper can parse (see `hyper_errors.rs`).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    UriTooLong(String),
     /// `limits.max_tasks` background tasks are already running.
     #[error("{0}")]
     TooManyTasks(String),
@@ -145,6 +150,8 @@ impl Error {
             Error::OperatorOnly(_) => "OperatorOnly",
             Error::RequestTimeout(_) => "RequestTimeout",
             Error::HeadersTooLarge(_) => "RequestHeaderFieldsTooLarge",
+            Error::BadRequest(_) => "BadRequest",
+            Error::UriTooLong(_) => "UriTooLong",
             Error::TooManyTasks(_) => "TooManyTasks",
             Error::Conflict(_) => "Conflict",
             Error::Unavailable(_) => "ServiceUnavailable",
@@ -189,6 +196,8 @@ impl Error {
             Error::Forbidden(_) | Error::OperatorOnly(_) => StatusCode::FORBIDDEN,
             Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Error::TooManyTasks(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -355,6 +364,8 @@ mod tests {
                 "RequestHeaderFieldsTooLarge",
                 431,
             ),
+            (Error::BadRequest(s()), "BadRequest", 400),
+            (Error::UriTooLong(s()), "UriTooLong", 414),
             (Error::TooManyTasks(s()), "TooManyTasks", 429),
             (Error::Conflict(s()), "Conflict", 409),
             (Error::Unavailable(s()), "ServiceUnavailable", 503),

@@ -30,6 +30,7 @@ pub mod cli;
 pub mod cli_packages;
 pub mod config;
 pub mod error;
+pub mod hyper_errors;
 pub mod log;
 pub mod manifest;
 pub mod peer;

@@ -120,11 +120,17 @@ pub async fn serve(
             _ = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let header_timeout = Duration::from_secs(svc.limits().header_timeout_secs);
+        let limits = svc.limits();
+        let header_timeout = limits.header_timeout_secs;
+        // The same connection hygiene as the socket: a write deadline for
+        // clients that stop reading, JSON for what hyper refuses itself.
+        let (stream, returned) = crate::hyper_errors::HyperErrors::new(
+            crate::server::WriteDeadline::new(stream, limits.idle_timeout()),
+        );
         let svc = svc.clone();
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
+            .header_read_timeout(Duration::from_secs(header_timeout))
             .serve_connection(
                 TokioIo::new(stream),
                 service_fn(move |req| {
@@ -136,6 +142,9 @@ pub async fn serve(
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %remote, error = %e, "peer connection ended with an error");
+                if e.is_timeout() {
+                    crate::hyper_errors::timed_out(&returned, header_timeout).await;
+                }
             }
             drop(permit);
         });

@@ -325,10 +325,14 @@ pub async fn run(
         let limits = svc.limits();
         let svc = svc.clone();
         // hyper's own head limit is a backstop well above ours: a head
-        // between the two gets a JSON 431 from `api::check_head`; only one
-        // past hyper's gets hyper's bare 431.
+        // between the two gets a JSON 431 from `api::check_head`, one past
+        // hyper's gets hyper's 431, turned into JSON by `hyper_errors`.
         let hyper_head_limit = limits.max_header_bytes.saturating_mul(4).max(64 * 1024);
-        let stream = WriteDeadline::new(stream, limits.idle_timeout());
+        let header_timeout = limits.header_timeout_secs;
+        let (stream, returned) = crate::hyper_errors::HyperErrors::new(WriteDeadline::new(
+            stream,
+            limits.idle_timeout(),
+        ));
         let conn =
             hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -349,6 +353,9 @@ pub async fn run(
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
+                if e.is_timeout() {
+                    crate::hyper_errors::timed_out(&returned, header_timeout).await;
+                }
             }
             drop(permit);
         });

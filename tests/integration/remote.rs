@@ -763,6 +763,20 @@ fn peer_listener_serves_only_reads_and_is_an_imgapi_source() {
     assert_eq!(r.body, &base_data[100..200]);
     let r = tcp_request(port, "HEAD", &format!("/images/{base}/file"), &[]);
     assert_eq!(r.status, 200);
+    // What hyper cannot parse is refused as JSON here too.
+    {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"GET /ping HTTP/1.1\r\nHost peer\r\n\r\n")
+            .unwrap();
+        let v = read_response(&mut BufReader::new(s))
+            .unwrap()
+            .expect(400, Some("BadRequest"));
+        assert!(
+            v["message"].as_str().unwrap().contains("header name"),
+            "{v}"
+        );
+    }
     // Writes, and everything outside the subset, are refused as JSON.
     for (method, path, status, code) in [
         ("POST", "/images".to_string(), 405, "MethodNotAllowed"),
