@@ -222,6 +222,7 @@ impl Error {
                     Z::HasDependentClones { .. } | Z::InvalidName { .. } => {
                         StatusCode::UNPROCESSABLE_ENTITY
                     }
+                    Z::OutOfSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
                     Z::CommandFailed { .. } | Z::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 }
             }

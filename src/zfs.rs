@@ -199,6 +199,20 @@ pub enum ZfsError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// The pool (or a quota) has no room for what the command writes:
+    /// "cannot create snapshot 'P/d@s': out of space", "cannot receive new
+    /// filesystem stream: out of space", "disk quota exceeded".
+    #[error(
+        "{name}: out of space in pool {}: {}",
+        pool_of(name),
+        first_lines(stderr)
+    )]
+    OutOfSpace {
+        /// The dataset or snapshot being written.
+        name: String,
+        /// The command's stderr.
+        stderr: String,
+    },
     /// Any other failure of a zfs/zpool command.
     #[error("`{argv}` failed ({}): {}", status_text(*status), first_lines(stderr))]
     CommandFailed {
@@ -231,6 +245,7 @@ impl ZfsError {
             ZfsError::DatasetExists { .. } => "DatasetExists",
             ZfsError::HasDependentClones { .. } => "ImageHasDependentClones",
             ZfsError::InvalidName { .. } => "InvalidParameter",
+            ZfsError::OutOfSpace { .. } => "InsufficientStorage",
             ZfsError::CommandFailed { .. } => "ZfsCommandFailed",
             ZfsError::Cancelled { .. } => "Cancelled",
             ZfsError::Io(_) => "InternalError",
@@ -1203,6 +1218,18 @@ fn classify(argv: &str, status: Option<i32>, stderr: &str, subject: &str) -> Zfs
             .map(str::to_string)
             .collect();
         return ZfsError::HasDependentClones { name, clones };
+    }
+    // "cannot create snapshot 'P/d@s': out of space" (zfs-fuse, OpenZFS,
+    // illumos); receive: "cannot receive new filesystem stream: out of
+    // space"; a quota: "disk quota exceeded".
+    if stderr.contains("out of space")
+        || stderr.contains("No space left on device")
+        || stderr.contains("quota exceeded")
+    {
+        return ZfsError::OutOfSpace {
+            name: name_or_subject(),
+            stderr: trim_stderr(stderr),
+        };
     }
     // "cannot create 'P/x': no such pool 'P'", "cannot open 'P': no such pool"
     if let Some(i) = stderr.find("no such pool") {
@@ -2212,6 +2239,34 @@ mod tests {
     }
 
     #[test]
+    fn classifies_out_of_space() {
+        // zfs-fuse, snapshot of a dataset in a full pool (recorded).
+        let e = cls(
+            "cannot create snapshot 'fullt/vm@final': out of space\n",
+            "fullt/vm@final",
+        );
+        assert!(
+            matches!(&e, ZfsError::OutOfSpace { name, .. } if name == "fullt/vm@final"),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), "InsufficientStorage");
+        assert!(e.to_string().contains("pool fullt"), "{e}");
+        // receive into a full pool; a refquota.
+        let e = classify_receive(
+            "zfs receive",
+            Some(1),
+            "cannot receive new filesystem stream: out of space\n",
+            "p/img-partial",
+        );
+        assert!(
+            matches!(&e, ZfsError::OutOfSpace { name, .. } if name == "p/img-partial"),
+            "{e:?}"
+        );
+        let e = cls("cannot create 'p/d': disk quota exceeded\n", "p/d");
+        assert_eq!(e.code(), "InsufficientStorage", "{e:?}");
+    }
+
+    #[test]
     fn classifies_missing_pool_and_dataset() {
         let cases: &[(&str, &str, &str, &str)] = &[
             // zpool list nopool (zfs-fuse, OpenZFS, illumos)
@@ -2516,6 +2571,13 @@ mod tests {
                     argv: "zfs receive p/d".into(),
                 },
                 "Cancelled",
+            ),
+            (
+                ZfsError::OutOfSpace {
+                    name: "p/d@s".into(),
+                    stderr: "out of space".into(),
+                },
+                "InsufficientStorage",
             ),
             (ZfsError::Io(io), "InternalError"),
         ];

@@ -447,14 +447,10 @@ impl Service {
 /// `InsufficientStorage`, like a full data dir, not a generic zfs failure.
 fn pool_full(pool: &str, uuid: &str, r: std::result::Result<(), ZfsError>) -> Result<()> {
     match r {
-        Err(ZfsError::CommandFailed { stderr, .. })
-            if stderr.contains("out of space") || stderr.contains("No space left") =>
-        {
-            Err(Error::InsufficientStorage(format!(
-                "pool {pool} is full: receiving image {uuid} failed ({}); nothing was installed",
-                stderr.trim()
-            )))
-        }
+        Err(ZfsError::OutOfSpace { stderr, .. }) => Err(Error::InsufficientStorage(format!(
+            "pool {pool} is full: receiving image {uuid} failed ({}); nothing was installed",
+            stderr.trim()
+        ))),
         r => r.map_err(Error::from),
     }
 }

@@ -235,3 +235,106 @@ fn full_pool_fails_the_install_with_507_and_leaves_nothing() {
     assert_eq!(state["ok"], true, "{state}");
     println!("full pool: install of a 120 MiB image into an 80 MiB pool failed with 507 InsufficientStorage; no dataset left");
 }
+
+/// Posts create-from-dataset for `ds` and waits for the task to end.
+fn create_task(d: &Daemon, ds: &str, name: &str) -> serde_json::Value {
+    let t = d
+        .post_json(
+            "/images?action=create-from-dataset",
+            &json!({"dataset": ds, "compression": "none",
+                    "manifest": {"name": name, "version": "1.0.0", "type": "zone-dataset", "os": "smartos"}}),
+        )
+        .expect(202, None);
+    crate::zfs::wait_task(d, &t)
+}
+
+/// Fills `dir` with incompressible data until `limit` bytes or ENOSPC.
+fn fill(dir: &Path, limit: u64) {
+    let mut f = std::fs::File::create(dir.join("fill.bin")).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    while written < limit {
+        pattern(&mut buf, written);
+        if f.write_all(&buf).is_err() {
+            break;
+        }
+        written += buf.len() as u64;
+    }
+    let _ = f.sync_all();
+}
+
+fn snapshots_of(ds: &str) -> Vec<String> {
+    crate::zfs::zfs(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", ds])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn create_with_no_room_in_the_pool_or_the_data_dir_fails_with_507() {
+    use crate::zfs::{destroy, pool, zfs};
+
+    // A full pool: the @final snapshot cannot be taken.
+    let d = Daemon::start();
+    let small = SmallPool::create(d.dir.path(), 64);
+    let vm = format!("{}/vm", small.name);
+    let mnt = d.dir.path().join("vm-mnt");
+    zfs(&[
+        "create",
+        "-o",
+        &format!("mountpoint={}", mnt.display()),
+        &vm,
+    ]);
+    fill(&mnt, 256 << 20);
+    let t = create_task(&d, &vm, "no-room-in-pool");
+    assert_eq!(t["status"], "failure", "{t}");
+    assert_eq!(t["error"]["code"], "InsufficientStorage", "{t}");
+    let msg = t["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("out of space") && msg.contains(&small.name),
+        "{msg}"
+    );
+    assert_eq!(snapshots_of(&vm), Vec::<String>::new(), "snapshot left");
+    assert_eq!(d.get("/images?state=all").json(), json!([]), "image left");
+    assert_eq!(temp_files(&d), 0);
+    d.get("/ping").expect(200, None);
+    drop(d);
+    drop(small);
+
+    // A full data dir: the stream does not fit in the store.
+    let d = Daemon::new(&[]);
+    let tmpfs = Tmpfs::mount(&d.data, "32m");
+    let mut env = Env { d, _mnt: tmpfs };
+    env.d.spawn();
+    let d = &env.d;
+    let src = format!(
+        "{}/nofit-{}",
+        pool(),
+        &uuid::Uuid::new_v4().to_string()[..8]
+    );
+    let src_mnt = d.dir.path().join("src-mnt");
+    zfs(&[
+        "create",
+        "-o",
+        &format!("mountpoint={}", src_mnt.display()),
+        &src,
+    ]);
+    fill(&src_mnt, 48 << 20);
+    let t = create_task(d, &src, "no-room-in-data-dir");
+    assert_eq!(t["status"], "failure", "{t}");
+    assert_eq!(t["error"]["code"], "InsufficientStorage", "{t}");
+    assert!(
+        t["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no space left"),
+        "{t}"
+    );
+    assert_eq!(temp_files(d), 0, "temp file left");
+    assert_eq!(snapshots_of(&src), Vec::<String>::new(), "snapshot left");
+    assert_eq!(d.get("/images?state=all").json(), json!([]), "image left");
+    let state = d.get("/state").expect(200, None);
+    assert_eq!(state["ok"], true, "{state}");
+    destroy(&src);
+    println!("full pool and full data dir: create-from-dataset failed with 507 InsufficientStorage; no snapshot, temp file or image left");
+}
