@@ -58,28 +58,19 @@ pub struct FilesRequest {
     pub pool: Option<String>,
 }
 
-/// Writes into an ingest in large chunks.
+/// An ingest as an `io::Write` (the compressor's output); the ingest
+/// gathers the writes into large chunks itself.
 struct IngestWriter {
     ingest: Ingest,
-    buf: Vec<u8>,
 }
 
 impl Write for IngestWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= pipe::CHUNK {
-            self.flush()?;
-        }
+        self.ingest.write(data)?;
         Ok(data.len())
     }
 
-    /// Hands the buffer to the ingest without a copy (its digest threads
-    /// keep it until hashed) and starts a new one.
     fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(pipe::CHUNK));
-            self.ingest.write_bytes(bytes::Bytes::from(full))?;
-        }
         Ok(())
     }
 }
@@ -245,13 +236,7 @@ impl Service {
             .cas
             .ingest()
             .map_err(|e| Error::io("starting the image file", e))?;
-        let mut enc = pipe::Compressor::new(
-            &req.compression,
-            IngestWriter {
-                ingest,
-                buf: Vec::with_capacity(pipe::CHUNK),
-            },
-        )?;
+        let mut enc = pipe::Compressor::new(&req.compression, IngestWriter { ingest })?;
         let copied = pipe::copy(ctx, &mut reader, &mut enc, true);
         drop(reader);
         let finished = child.finish();
@@ -479,10 +464,7 @@ impl Service {
             .cas
             .ingest()
             .map_err(|e| Error::io("starting the image file", e))?;
-        let mut w = IngestWriter {
-            ingest,
-            buf: Vec::with_capacity(pipe::CHUNK),
-        };
+        let mut w = IngestWriter { ingest };
         match pipe::copy(ctx, &mut src, &mut w, true) {
             Ok(_) => {}
             Err(CopyError::Cancelled) => {

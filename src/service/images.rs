@@ -226,15 +226,13 @@ impl Service {
     fn ingest(&self, uuid: &str, p: &FileParams, max: u64, chunks: &mut Chunks) -> Result<Sealed> {
         let ctx = || format!("writing the file of image {uuid}");
         let mut ingest = self.cas.ingest().map_err(|e| Error::io(&ctx(), e))?;
-        // Coalesce small HTTP frames so that hashing and writing work on
-        // large buffers (and can run side by side).
-        const BUF: usize = 1 << 20;
-        let mut buf: Vec<u8> = Vec::with_capacity(BUF);
+        // The ingest gathers the HTTP frames into large aligned chunks, so
+        // hashing and writing work on large buffers, side by side.
         while let Some(chunk) = chunks.blocking_recv() {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
-                    let got = ingest.bytes_written() + buf.len() as u64;
+                    let got = ingest.bytes_written();
                     let expected = p.content_length.or(p.size);
                     let msg = match e {
                         BodyError::Truncated(why) => format!(
@@ -263,31 +261,12 @@ impl Service {
                     return Err(Error::Upload(msg, errors));
                 }
             };
-            if ingest.bytes_written() + (buf.len() + chunk.len()) as u64 > max {
+            if ingest.bytes_written() + chunk.len() as u64 > max {
                 return Err(Error::PayloadTooLarge(format!(
                     "image file for {uuid} is larger than the limit of {max} bytes (limits.max_file_bytes); nothing was stored"
                 )));
             }
-            if buf.is_empty() && chunk.len() >= BUF {
-                ingest
-                    .write_bytes(chunk)
-                    .map_err(|e| Error::io(&ctx(), e))?;
-                continue;
-            }
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= BUF {
-                // The full buffer is handed over (digest threads keep it
-                // until hashed); a new one is started.
-                let full = std::mem::replace(&mut buf, Vec::with_capacity(BUF));
-                ingest
-                    .write_bytes(Bytes::from(full))
-                    .map_err(|e| Error::io(&ctx(), e))?;
-            }
-        }
-        if !buf.is_empty() {
-            ingest
-                .write_bytes(Bytes::from(buf))
-                .map_err(|e| Error::io(&ctx(), e))?;
+            ingest.write(&chunk).map_err(|e| Error::io(&ctx(), e))?;
         }
         let sealed = ingest.finish().map_err(|e| Error::io(&ctx(), e))?;
         check_sealed(uuid, &sealed, p)?;

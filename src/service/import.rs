@@ -28,7 +28,6 @@
 //! waits for that download and uses its result instead of fetching again.
 
 use super::images::{check_sealed, check_uuid, FileParams};
-use super::pipe;
 use super::Service;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
@@ -500,24 +499,12 @@ impl Service {
         };
         let written = (|| -> std::io::Result<Option<Sealed>> {
             let mut ingest = self.cas.ingest()?;
-            let mut buf: Vec<u8> = Vec::with_capacity(pipe::CHUNK);
             while let Some(chunk) = rx.blocking_recv() {
                 if ctx.is_cancelled() {
                     return Ok(None);
                 }
-                if buf.is_empty() && chunk.len() >= pipe::CHUNK {
-                    ingest.write(&chunk)?;
-                } else {
-                    buf.extend_from_slice(&chunk);
-                    if buf.len() >= pipe::CHUNK {
-                        ingest.write(&buf)?;
-                        buf.clear();
-                    }
-                }
+                ingest.write(&chunk)?;
                 ctx.add_done(chunk.len() as u64);
-            }
-            if !buf.is_empty() {
-                ingest.write(&buf)?;
             }
             Ok(Some(ingest.finish()?))
         })();
