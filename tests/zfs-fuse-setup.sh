@@ -281,11 +281,29 @@ create_pool() {
   rm -f /tmp/zfs-fuse-setup.$$.err
 }
 
+# A zfs-fuse daemon that was restarted leaves its old FUSE mounts behind,
+# answering "Transport endpoint is not connected": detach them and mount
+# the datasets again, or every new dataset fails to mount under them.
+repair_stale_mounts() {
+  local m stale=0
+  while read -r m; do
+    if ! stat "$m" >/dev/null 2>&1; then
+      umount -l "$m" 2>/dev/null || true
+      stale=1
+    fi
+  done < <(awk '$3 == "fuse.zfs" || $3 == "fuse" && $1 ~ /^'"$POOL"'/ {print $2}' /proc/mounts | sort -r)
+  if ((stale)); then
+    log "stale zfs-fuse mounts detached; remounting"
+    zfs mount -a >&2 || true
+  fi
+}
+
 ensure_pool() {
   if pool_imported; then
     local health
     health="$(zpool list -H -o health "$POOL")"
     if [[ "$health" == ONLINE ]]; then
+      repair_stale_mounts
       log "pool $POOL exists and is ONLINE"
       return 0
     fi
