@@ -12,6 +12,10 @@
 //! - `put`: `PUT` a file as a request body (sendfile from the page cache,
 //!   so the client costs next to nothing) and time it to the response.
 //! - `download`: `GET` a path and discard the body with a 1 MiB buffer.
+//! - `socket-copy`: the floor of a download without HTTP: a thread sends
+//!   a file into a Unix socket pair (read+write in 1 MiB chunks, as the
+//!   daemon does, or `sendfile`, which hyper cannot do) and another reads
+//!   and discards it with a 1 MiB buffer, as `download` does.
 //! - `call`: one request (setup steps of the driver); prints the body and
 //!   fails on a status of 300 or more.
 //! - `ready`: starts a command (the daemon) and times until the socket
@@ -86,6 +90,14 @@ enum Cmd {
         #[arg(long)]
         path: String,
     },
+    /// Moves a file through a Unix socket pair, without HTTP.
+    SocketCopy {
+        #[arg(long)]
+        file: PathBuf,
+        /// Send with sendfile(2) instead of read+write.
+        #[arg(long)]
+        sendfile: bool,
+    },
     /// One request; prints the response body.
     Call {
         #[arg(long)]
@@ -135,6 +147,7 @@ fn main() {
         } => populate(&socket, count, concurrency.max(1)),
         Cmd::Put { socket, path, file } => put(&socket, &path, &file),
         Cmd::Download { socket, path } => download(&socket, &path),
+        Cmd::SocketCopy { file, sendfile } => socket_copy(&file, sendfile),
         Cmd::Call {
             socket,
             method,
@@ -283,6 +296,66 @@ fn download(sock: &Path, path: &str) -> Res<String> {
     let secs = start.elapsed().as_secs_f64();
     if let Some(want) = len.filter(|&l| l != total) {
         return Err(format!("GET {path}: got {total} of {want} bytes"));
+    }
+    Ok(format!(
+        "{{\"bytes\":{total},\"secs\":{secs:.6},\"mb_per_s\":{:.1}}}",
+        total as f64 / secs / 1e6
+    ))
+}
+
+fn socket_copy(file: &Path, use_sendfile: bool) -> Res<String> {
+    let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let (mut tx, mut rx) = StdUnixStream::pair().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut f = f;
+        if use_sendfile {
+            let mut left = size;
+            while left > 0 {
+                use std::os::fd::AsRawFd;
+                let want = left.min(1 << 30) as usize;
+                // SAFETY: two descriptors this thread owns; no buffers.
+                let n = unsafe {
+                    libc::sendfile(tx.as_raw_fd(), f.as_raw_fd(), std::ptr::null_mut(), want)
+                };
+                if n < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let n = n as usize;
+                if n == 0 {
+                    break;
+                }
+                left -= n as u64;
+            }
+        } else {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                tx.write_all(&buf[..n])?;
+            }
+        }
+        Ok(())
+    });
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = rx.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    sender
+        .join()
+        .map_err(|_| "sender panicked".to_string())?
+        .map_err(|e| e.to_string())?;
+    let secs = start.elapsed().as_secs_f64();
+    if total != size {
+        return Err(format!("socket-copy: got {total} of {size} bytes"));
     }
     Ok(format!(
         "{{\"bytes\":{total},\"secs\":{secs:.6},\"mb_per_s\":{:.1}}}",
