@@ -165,7 +165,7 @@ pub async fn put_file(ctx: Ctx) -> Result<Response<Body>> {
         .saturating_mul(limits.idle_timeout_secs);
     let svc = ctx.svc.clone();
     let mut body = ctx.req.into_body();
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(4);
     // The body is read here, on the connection's task, and handed to the
     // blocking ingest through a bounded channel: memory stays flat whatever
     // the file size, and a slow disk slows the client down (backpressure).
