@@ -1,7 +1,9 @@
 //! Handlers for `/ping` and `/images/...`: IMGAPI's paths, parameters and
 //! response shapes, so IMGAPI clients work unchanged.
 
-use super::{full, json_body, json_response, no_content, Body, Ctx};
+use super::{
+    full, json_body, json_bytes_response, json_response, manifests_response, no_content, Body, Ctx,
+};
 use crate::error::{Error, Result};
 use crate::service::filter::ListFilter;
 use crate::service::images::{BodyError, FileParams};
@@ -36,15 +38,18 @@ pub async fn ping(_ctx: Ctx) -> Result<Response<Body>> {
     ))
 }
 
+/// `GET /images`: the page is assembled from the manifests' cached JSON
+/// (the same bytes `serde_json` would write for the array).
 pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
     let filter = ListFilter::parse(&ctx.query)?;
     let recs = ctx.svc.list_images(&filter)?;
-    let items: Vec<Value> = recs.iter().map(|r| manifest_json(r)).collect();
-    Ok(json_response(StatusCode::OK, &Value::Array(items)))
+    Ok(manifests_response(&recs))
 }
 
+/// `GET /images/:uuid`: the manifest's cached JSON, shared, not copied.
 pub async fn get(ctx: Ctx) -> Result<Response<Body>> {
-    ok(ctx.svc.get_image(&ctx.segments[1])?)
+    let c = ctx.svc.get_image_cached(&ctx.segments[1])?;
+    Ok(json_bytes_response(StatusCode::OK, c.json_line().clone()))
 }
 
 /// `POST /images`: CreateImage.
@@ -160,7 +165,7 @@ pub async fn put_file(ctx: Ctx) -> Result<Response<Body>> {
         .saturating_mul(limits.idle_timeout_secs);
     let svc = ctx.svc.clone();
     let mut body = ctx.req.into_body();
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(4);
     // The body is read here, on the connection's task, and handed to the
     // blocking ingest through a bounded channel: memory stays flat whatever
     // the file size, and a slow disk slows the client down (backpressure).

@@ -152,6 +152,32 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
     resp
 }
 
+/// A response whose body is JSON already serialised (ending in a newline,
+/// as [`json_response`] writes it).
+pub fn json_bytes_response(status: StatusCode, bytes: Bytes) -> Response<Body> {
+    let mut resp = Response::new(full(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A JSON array of manifests, joined from their cached JSON: the same
+/// bytes [`json_response`] writes for the array of parsed manifests.
+pub fn manifests_response(recs: &[std::sync::Arc<crate::store::meta::Cached>]) -> Response<Body> {
+    let len = recs.iter().map(|c| c.json().len() + 1).sum::<usize>() + 2;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    for (i, c) in recs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(c.json());
+    }
+    out.extend_from_slice(b"]\n");
+    json_bytes_response(StatusCode::OK, Bytes::from(out))
+}
+
 pub fn error_response(e: &Error) -> Response<Body> {
     let mut resp = json_response(e.status(), &e.body());
     match e {

@@ -81,9 +81,5 @@ pub async fn images(ctx: Ctx) -> Result<Response<Body>> {
         ));
     }
     let recs = ctx.svc.package_images(&ctx.segments[1], &filter)?;
-    let items: Vec<Value> = recs
-        .iter()
-        .map(|r| Value::Object(r.manifest.clone()))
-        .collect();
-    Ok(json_response(StatusCode::OK, &Value::Array(items)))
+    Ok(super::manifests_response(&recs))
 }

@@ -14,7 +14,8 @@
 
 use super::packages::PackageFit;
 use crate::error::{Error, Result};
-use crate::store::meta::ImageRecord;
+use crate::store::meta::{Cached, Fields, ImageRecord, Meta, SortKey};
+use std::ops::Bound;
 use std::sync::Arc;
 
 pub const MAX_LIMIT: usize = 1000;
@@ -197,15 +198,19 @@ impl ListFilter {
     }
 
     pub fn matches(&self, rec: &ImageRecord) -> bool {
-        let m = &rec.manifest;
-        let s = |k: &str| m.get(k).and_then(|v| v.as_str());
-        self.name.as_ref().is_none_or(|f| f.matches(s("name")))
+        self.matches_fields(&rec.fields())
+    }
+
+    /// [`ListFilter::matches`] on the fields the store keeps parsed.
+    pub fn matches_fields(&self, f: &Fields) -> bool {
+        let s = |k: &str| f.str_field(k);
+        self.name.as_ref().is_none_or(|m| m.matches(s("name")))
             && self
                 .version
                 .as_ref()
-                .is_none_or(|f| f.matches(s("version")))
-            && self.os.as_ref().is_none_or(|f| f.matches(s("os")))
-            && self.type_.as_ref().is_none_or(|f| f.matches(s("type")))
+                .is_none_or(|m| m.matches(s("version")))
+            && self.os.as_ref().is_none_or(|m| m.matches(s("os")))
+            && self.type_.as_ref().is_none_or(|m| m.matches(s("type")))
             && self
                 .state
                 .as_deref()
@@ -215,12 +220,14 @@ impl ListFilter {
                 .origin
                 .as_deref()
                 .is_none_or(|o| s("origin") == Some(o))
+            && self.public.is_none_or(|p| f.public == Some(p))
             && self
-                .public
-                .is_none_or(|p| m.get("public").and_then(|v| v.as_bool()) == Some(p))
-            && self.fit.as_ref().is_none_or(|fit| fit.accepts(m))
+                .fit
+                .as_ref()
+                .is_none_or(|fit| fit.fits(&f.requirements))
             && self.tags.iter().all(|(k, want)| {
-                m.get("tags")
+                f.tags
+                    .as_ref()
                     .and_then(|t| t.get(k))
                     .is_some_and(|v| match v {
                         serde_json::Value::String(s) => s == want,
@@ -231,7 +238,57 @@ impl ListFilter {
             })
     }
 
-    /// Filters, sorts and pages `all`.
+    /// The page of `meta`'s images this filter selects, in list order: the
+    /// same as [`ListFilter::apply`] on all of them.
+    ///
+    /// Walks the store's list-order index from the marker and stops once
+    /// the page is full, so a page costs what it returns (plus the images
+    /// the filters skip), not a sort of the whole store.
+    ///
+    /// # Errors
+    /// A uuid marker that names no image.
+    pub fn select(&self, meta: &Meta) -> Result<Vec<Arc<Cached>>> {
+        let start = match &self.marker {
+            None => None,
+            Some(Marker::Date(d)) => Some((normalize_date(d), String::new())),
+            Some(Marker::Uuid(u)) => Some(
+                meta.sort_key(u)
+                    .ok_or_else(|| Error::param("marker", format!("no image {u}")))?,
+            ),
+        };
+        // Ascending, the page holds the images at or after the marker;
+        // descending, those at or before it, and a date marker then takes
+        // every image of that date (`apply`'s rules).
+        let range: (Bound<SortKey>, Bound<SortKey>) = match (start, self.descending) {
+            (None, _) => (Bound::Unbounded, Bound::Unbounded),
+            (Some(s), false) => (Bound::Included(s), Bound::Unbounded),
+            (Some((date, uuid)), true) if uuid.is_empty() => {
+                // `date` followed by NUL is the first string after `date`.
+                (
+                    Bound::Unbounded,
+                    Bound::Excluded((format!("{date}\0"), String::new())),
+                )
+            }
+            (Some(s), true) => (Bound::Unbounded, Bound::Included(s)),
+        };
+        let limit = self.limit.unwrap_or(MAX_LIMIT);
+        Ok(meta.with_sorted(|sorted| {
+            let iter = sorted.range(range).map(|(_, c)| c);
+            let iter: Box<dyn Iterator<Item = &Arc<Cached>>> = if self.descending {
+                Box::new(iter.rev())
+            } else {
+                Box::new(iter)
+            };
+            iter.filter(|c| self.matches_fields(&c.fields))
+                .take(limit)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    /// Filters, sorts and pages `all` (records that are not in a [`Meta`],
+    /// such as a source's; and the reference [`ListFilter::select`] is
+    /// tested against).
     ///
     /// # Errors
     /// A uuid marker that names no image.
@@ -366,5 +423,211 @@ mod tests {
         assert_eq!(run("marker=2024-01-15T00:00:00Z"), ["minimal"]);
         assert_eq!(run("state=unactivated"), Vec::<String>::new());
         assert_eq!(run("public=false&os=smartos"), ["base-64", "minimal"]);
+    }
+
+    #[test]
+    fn descending_markers_include_the_marker_and_a_whole_date() {
+        let recs: Vec<_> = [
+            (
+                "aaaaaaaa-0000-4000-8000-000000000000",
+                "a",
+                "2024-01-01T00:00:00.000Z",
+            ),
+            (
+                "bbbbbbbb-0000-4000-8000-000000000000",
+                "b",
+                "2024-02-01T00:00:00.000Z",
+            ),
+            (
+                "cccccccc-0000-4000-8000-000000000000",
+                "c",
+                "2024-02-01T00:00:00.000Z",
+            ),
+            (
+                "dddddddd-0000-4000-8000-000000000000",
+                "d",
+                "2024-03-01T00:00:00.000Z",
+            ),
+        ]
+        .iter()
+        .map(|(u, n, p)| rec(u, n, p, json!({})))
+        .collect();
+        let run = |s: &str| -> Vec<String> {
+            ListFilter::parse(&q(s))
+                .unwrap()
+                .apply(recs.clone())
+                .unwrap()
+                .iter()
+                .map(|r| r.str_field("name").unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(run("sort=published_at.desc"), ["d", "c", "b", "a"]);
+        assert_eq!(
+            run("sort=published_at.desc&marker=2024-02-01T00:00:00Z"),
+            ["c", "b", "a"]
+        );
+        assert_eq!(
+            run("sort=published_at.desc&marker=bbbbbbbb-0000-4000-8000-000000000000"),
+            ["b", "a"]
+        );
+        assert_eq!(run("marker=2024-02-01T00:00:00Z&limit=2"), ["b", "c"]);
+        assert_eq!(
+            run("sort=published_at.desc&marker=2024-01-15T00:00:00Z"),
+            ["a"]
+        );
+    }
+
+    #[test]
+    fn select_follows_changes_to_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(dir.path()).unwrap();
+        let put = |u: &str, n: &str, p: &str| {
+            meta.put((*rec(u, n, p, json!({}))).clone()).unwrap();
+        };
+        put(
+            "aaaaaaaa-0000-4000-8000-000000000000",
+            "a",
+            "2024-01-01T00:00:00.000Z",
+        );
+        put(
+            "bbbbbbbb-0000-4000-8000-000000000000",
+            "b",
+            "2024-02-01T00:00:00.000Z",
+        );
+        // A change of published_at moves the record in the list order.
+        put(
+            "aaaaaaaa-0000-4000-8000-000000000000",
+            "a2",
+            "2024-03-01T00:00:00.000Z",
+        );
+        let names = |s: &str| -> Vec<String> {
+            ListFilter::parse(&q(s))
+                .unwrap()
+                .select(&meta)
+                .unwrap()
+                .iter()
+                .map(|c| c.fields.name.clone().unwrap())
+                .collect()
+        };
+        assert_eq!(names(""), ["b", "a2"]);
+        let c = meta
+            .get_cached("aaaaaaaa-0000-4000-8000-000000000000")
+            .unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(c.json_line()).unwrap();
+        assert_eq!(parsed["name"], "a2");
+        assert!(c.json_line().ends_with(b"\n"));
+        meta.delete("bbbbbbbb-0000-4000-8000-000000000000").unwrap();
+        assert_eq!(names(""), ["a2"]);
+        assert!(
+            ListFilter::parse(&q("marker=bbbbbbbb-0000-4000-8000-000000000000"))
+                .unwrap()
+                .select(&meta)
+                .is_err()
+        );
+    }
+
+    /// Paging the store's list-order index gives what filtering, sorting
+    /// and paging every record (`apply`, the rules ListImages always had)
+    /// gives, for every combination of marker, limit, sort and filter,
+    /// over records that share dates, lack one, or differ in state.
+    #[test]
+    fn select_pages_exactly_as_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(dir.path()).unwrap();
+        let dates = [
+            None,
+            Some("2024-01-01T00:00:00.000Z"),
+            Some("2024-02-01T00:00:00.000Z"),
+            Some("2024-02-01T00:00:00.000Z"),
+            Some("2024-02-01T12:00:00.000Z"),
+            Some("2024-03-01T00:00:00.000Z"),
+        ];
+        let mut uuids = Vec::new();
+        for i in 0..30u32 {
+            let uuid = format!(
+                "{:08x}-0000-4000-8000-{:012}",
+                i.wrapping_mul(2_654_435_761),
+                i
+            );
+            let mut m = json!({"uuid": uuid, "name": format!("img-{}", i % 4),
+                "version": format!("{}.0", i % 3), "os": if i % 3 == 0 { "linux" } else { "smartos" },
+                "type": if i % 2 == 0 { "zone-dataset" } else { "zvol" },
+                "state": STATES[i as usize % 3],
+                "owner": format!("00000000-0000-4000-8000-{:012}", i % 2), "public": i % 2 == 0,
+                "tags": {"role": format!("r{}", i % 2), "n": i % 5}});
+            if let Some(d) = dates[i as usize % dates.len()] {
+                m["published_at"] = json!(d);
+            }
+            if i % 7 == 0 {
+                m["requirements"] = json!({"min_ram": 1024 * (i % 3), "brand": "bhyve"});
+            }
+            meta.put(ImageRecord {
+                manifest: m.as_object().unwrap().clone(),
+                activated: i % 3 != 1,
+                content_md5: None,
+            })
+            .unwrap();
+            uuids.push(uuid);
+        }
+        let all = meta.all();
+        let mut markers = vec![
+            String::new(),
+            "&marker=2024-02-01T00:00:00Z".to_string(),
+            "&marker=2024-02-01T00:00:00.000Z".to_string(),
+            "&marker=2024-02-01T01:00:00%2B01:00".to_string(),
+            "&marker=2024-01-15T00:00:00Z".to_string(),
+            "&marker=2023-01-01T00:00:00Z".to_string(),
+            "&marker=2025-01-01T00:00:00Z".to_string(),
+            "&marker=99999999-0000-4000-8000-000000000000".to_string(),
+        ];
+        markers.extend(uuids.iter().step_by(3).map(|u| format!("&marker={u}")));
+        let fits = [
+            None,
+            Some(PackageFit {
+                memory: 512,
+                brand: Some("bhyve".into()),
+            }),
+            Some(PackageFit {
+                memory: 4096,
+                brand: Some("kvm".into()),
+            }),
+        ];
+        let mut checked = 0;
+        for filter in [
+            "state=all",
+            "",
+            "state=disabled",
+            "state=all&name=~img-1",
+            "state=all&os=!linux&type=zvol",
+            "state=all&tag.role=r1&tag.n=3",
+            "state=all&public=true",
+        ] {
+            for sort in ["", "&sort=published_at", "&sort=published_at.desc"] {
+                for limit in ["", "&limit=1", "&limit=4", "&limit=1000"] {
+                    for marker in &markers {
+                        for fit in &fits {
+                            let query = format!("{filter}{sort}{limit}{marker}");
+                            let mut f = ListFilter::parse(&q(&query)).unwrap();
+                            f.fit = fit.clone();
+                            let want = f.apply(all.clone()).map(|v| {
+                                v.iter().map(|r| r.uuid().to_string()).collect::<Vec<_>>()
+                            });
+                            let got = f.select(&meta).map(|v| {
+                                v.iter().map(|c| c.fields.uuid.clone()).collect::<Vec<_>>()
+                            });
+                            match (&want, &got) {
+                                (Ok(w), Ok(g)) => assert_eq!(g, w, "{query} {fit:?}"),
+                                (Err(w), Err(g)) => {
+                                    assert_eq!(g.body(), w.body(), "{query}")
+                                }
+                                _ => panic!("{query}: {want:?} vs {got:?}"),
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000);
     }
 }

@@ -15,6 +15,9 @@
 //!   `IndexMissing`, `IndexStale`, `IndexDiffers`) and, online, so does the
 //!   in-memory cache the API serves from (`CacheDiffers`);
 //! - no temp file is left in `ingest/` or `manifests/` (`TempFile`);
+//!   `manifests/.clean`, the marker of a clean shutdown (see
+//!   `store::meta`), is neither a record nor a leftover and is not
+//!   reported;
 //! - no task is recorded as running that does not run (`TaskUnfinished`),
 //!   no undo step of an ended task is pending (`UndoPending`), and no
 //!   `POOL/UUID-partial` dataset is left (`PartialDataset`).
@@ -1046,6 +1049,47 @@ mod tests {
             .findings
             .iter()
             .any(|f| f.code == "BlobWritable" && f.repaired));
+    }
+
+    /// The clean-shutdown marker in `manifests/` is not a record: no check
+    /// (online, offline, repair) nor vacuum reports or touches it as one.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn clean_marker_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let marker = dir.path().join("manifests").join(meta::CLEAN_MARKER);
+        let svc = Service::open(cfg.clone()).unwrap();
+        let m = json!({"name": "a", "version": "1", "type": "zone-dataset", "os": "smartos"});
+        svc.create_image(m).await.unwrap();
+        tokio::task::block_in_place(|| svc.flush()).unwrap();
+        assert!(marker.exists());
+        let quick = Options::default();
+        let r = tokio::task::block_in_place(|| svc.fsck(quick)).unwrap();
+        assert!(r.ok() && r.findings.is_empty(), "{}", r.render());
+        assert_eq!(r.images, 1);
+        let v =
+            tokio::task::block_in_place(|| svc.vacuum(&super::super::vacuum::Options::default()))
+                .unwrap();
+        assert!(v.removed.is_empty(), "{v:?}");
+        assert!(marker.exists(), "neither check nor vacuum removes it");
+        drop(svc);
+
+        let r = tokio::task::block_in_place(|| run_offline(&cfg, quick)).unwrap();
+        assert!(r.ok() && r.findings.is_empty(), "{}", r.render());
+        assert_eq!(r.images, 1);
+        assert!(marker.exists(), "a check without repair changes nothing");
+        let repair = Options {
+            verify: false,
+            repair: true,
+        };
+        let r = tokio::task::block_in_place(|| run_offline(&cfg, repair)).unwrap();
+        assert!(r.ok() && r.findings.is_empty(), "{}", r.render());
+        assert!(marker.exists(), "a repair ends with a clean stop");
+        // A temp file next to it is reported (and repaired), the marker not.
+        std::fs::write(dir.path().join("manifests/.x.json.tmp"), b"{").unwrap();
+        let r = tokio::task::block_in_place(|| run_offline(&cfg, quick)).unwrap();
+        assert_eq!(codes(&r), ["TempFile"], "{}", r.render());
+        assert!(!r.render().contains(meta::CLEAN_MARKER), "{}", r.render());
     }
 
     #[test]

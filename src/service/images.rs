@@ -11,7 +11,7 @@ use super::Service;
 use crate::error::{Error, Result};
 use crate::manifest::{self, FieldError, Manifest};
 use crate::store::cas::Sealed;
-use crate::store::meta::ImageRecord;
+use crate::store::meta::{Cached, ImageRecord};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -89,24 +89,30 @@ impl Service {
         self.meta.get(uuid).ok_or_else(|| not_found(uuid))
     }
 
-    /// ListImages. A `package` filter is resolved here, so that every caller
-    /// gets it.
+    /// GetImage, with the manifest already serialised.
+    pub fn get_image_cached(&self, uuid: &str) -> Result<Arc<Cached>> {
+        check_uuid(uuid)?;
+        self.meta.get_cached(uuid).ok_or_else(|| not_found(uuid))
+    }
+
+    /// ListImages: one page, in list order. A `package` filter is resolved
+    /// here, so that every caller gets it.
     ///
     /// # Errors
     /// The filter's own errors; `InvalidParameter` for an unknown package.
-    pub fn list_images(&self, filter: &ListFilter) -> Result<Vec<Arc<ImageRecord>>> {
+    pub fn list_images(&self, filter: &ListFilter) -> Result<Vec<Arc<Cached>>> {
         if let (Some(p), None) = (&filter.package, &filter.fit) {
             let mut filter = filter.clone();
             filter.fit = Some(self.package_fit_param(p)?);
-            return filter.apply(self.meta.all());
+            return filter.select(&self.meta);
         }
-        filter.apply(self.meta.all())
+        filter.select(&self.meta)
     }
 
     /// Checks that `origin`, when the manifest has one, is a stored image.
     pub(super) fn check_origin(&self, m: &Manifest) -> Result<()> {
         if let Some(origin) = m.get("origin").and_then(|v| v.as_str()) {
-            if self.meta.get(origin).is_none() {
+            if !self.meta.contains(origin) {
                 return Err(Error::OriginDoesNotExist(origin.to_string()));
             }
         }
@@ -313,11 +319,7 @@ impl Service {
     /// returned: the metadata change has been committed already, and an
     /// unreferenced blob is only wasted space that `vacuum` reclaims.
     fn release_blob(&self, sha256: &str) {
-        let used = self
-            .meta
-            .all()
-            .iter()
-            .any(|r| r.blob_sha256() == Some(sha256));
+        let used = self.meta.any(|f| f.blob_sha256.as_deref() == Some(sha256));
         if !used {
             if let Err(e) = self.cas.remove(sha256) {
                 tracing::warn!(blob = sha256, error = %e, "could not remove unreferenced blob");
@@ -389,11 +391,7 @@ impl Service {
             let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
             let dependents: Vec<String> = svc
                 .meta
-                .all()
-                .iter()
-                .filter(|r| r.str_field("origin") == Some(uuid.as_str()))
-                .map(|r| r.uuid().to_string())
-                .collect();
+                .uuids_where(|f| f.origin.as_deref() == Some(uuid.as_str()));
             if !dependents.is_empty() {
                 return Err(Error::ImageHasDependentImages { uuid, dependents });
             }

@@ -157,9 +157,17 @@ impl Service {
         f(self)
     }
 
-    /// Flushes sled; called at shutdown.
+    /// Flushes sled and marks the metadata clean (so the next start can
+    /// skip re-reading every record); called at shutdown. Holds the write
+    /// lock, so no change can slip in between the flush and the marker; a
+    /// task that still changes an image afterwards removes the marker
+    /// first (see `store::meta`).
     pub fn flush(&self) -> Result<()> {
-        self.meta.flush()?;
-        Ok(())
+        self.write_locked(|svc| {
+            svc.meta.flush()?;
+            svc.meta
+                .mark_clean()
+                .map_err(|e| Error::io("marking the metadata clean", e))
+        })
     }
 }

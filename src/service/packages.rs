@@ -28,7 +28,7 @@ use super::filter::ListFilter;
 use super::Service;
 use crate::error::{Error, Result};
 use crate::manifest::{FieldError, Manifest};
-use crate::store::meta::ImageRecord;
+use crate::store::meta::{Cached, Requirements};
 use crate::store::packages::Package;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -437,13 +437,14 @@ impl PackageFit {
 
     /// Whether the image with manifest `m` accepts the package (module doc).
     pub fn accepts(&self, m: &Manifest) -> bool {
-        let Some(reqs) = m.get("requirements").and_then(Value::as_object) else {
-            return true;
-        };
-        let ram = |k: &str| reqs.get(k).and_then(Value::as_u64);
-        ram("min_ram").is_none_or(|min| min <= self.memory)
-            && ram("max_ram").is_none_or(|max| max >= self.memory)
-            && match (&self.brand, reqs.get("brand").and_then(Value::as_str)) {
+        self.fits(&Requirements::of(m))
+    }
+
+    /// [`PackageFit::accepts`] on the parts of `requirements` it reads.
+    pub fn fits(&self, reqs: &Requirements) -> bool {
+        reqs.min_ram.is_none_or(|min| min <= self.memory)
+            && reqs.max_ram.is_none_or(|max| max >= self.memory)
+            && match (&self.brand, &reqs.brand) {
                 (Some(want), Some(have)) => want == have,
                 _ => true,
             }
@@ -745,7 +746,7 @@ impl Service {
     ///
     /// # Errors
     /// `ResourceNotFound` for an unknown package; `filter`'s own errors.
-    pub fn package_images(&self, x: &str, filter: &ListFilter) -> Result<Vec<Arc<ImageRecord>>> {
+    pub fn package_images(&self, x: &str, filter: &ListFilter) -> Result<Vec<Arc<Cached>>> {
         let p = self.get_package(x)?;
         let mut filter = filter.clone();
         filter.package = Some(p.id.clone());

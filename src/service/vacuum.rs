@@ -179,17 +179,24 @@ impl Service {
     fn vacuum_store(&self, dry_run: bool, report: &mut Report) -> Result<()> {
         let now = chrono::Utc::now();
         // Expired placeholders first: their blobs then count as unused.
-        let all = self.meta.all();
-        for rec in &all {
-            let placeholder = matches!(rec.str_field("state"), Some("creating" | "failed"));
-            if !placeholder || !expired(rec.str_field("expires_at"), now) {
+        // Which images name which origin is read once, before any goes.
+        let children: Vec<(String, String)> = self
+            .meta
+            .scan(|u, f| f.origin.clone().map(|o| (o, u.to_string())));
+        let placeholders = self.meta.scan(|u, f| {
+            matches!(f.state.as_deref(), Some("creating" | "failed")).then(|| u.to_string())
+        });
+        for uuid in placeholders {
+            let Some(rec) = self.meta.get(&uuid) else {
+                continue;
+            };
+            if !expired(rec.str_field("expires_at"), now) {
                 continue;
             }
-            let uuid = rec.uuid().to_string();
-            if let Some(child) = all.iter().find(|r| r.str_field("origin") == Some(&uuid)) {
+            if let Some((_, child)) = children.iter().find(|(o, _)| *o == uuid) {
                 report.skip(
                     &uuid,
-                    format!("expired placeholder is the origin of {}", child.uuid()),
+                    format!("expired placeholder is the origin of {child}"),
                 );
                 continue;
             }
@@ -211,9 +218,8 @@ impl Service {
         if unreadable.is_empty() {
             let referenced: std::collections::BTreeSet<String> = self
                 .meta
-                .all()
-                .iter()
-                .filter_map(|r| r.blob_sha256().map(str::to_string))
+                .scan(|_, f| f.blob_sha256.clone())
+                .into_iter()
                 .collect();
             let blobs = self.cas.list().map_err(|e| Error::io("listing blobs", e))?;
             for sha in blobs.into_iter().filter(|b| !referenced.contains(b)) {
@@ -288,7 +294,7 @@ impl Service {
             let Some(uuid) = ds.name.strip_prefix(&format!("{pool}/")) else {
                 continue;
             };
-            if super::images::check_uuid(uuid).is_err() || self.meta.get(uuid).is_none() {
+            if super::images::check_uuid(uuid).is_err() || !self.meta.contains(uuid) {
                 // Not an image of this store (or a -partial): not ours to remove.
                 continue;
             }

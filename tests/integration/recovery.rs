@@ -63,12 +63,20 @@ fn fsck_repair_rebuilds_a_lost_or_corrupt_database() {
     );
     d.stop();
 
+    // The clean stop's marker sits among the records; it is not one.
+    let marker = d.data.join("manifests/.clean");
+    assert!(marker.exists());
     let (code, out, err) = cli(&d, &["fsck"]);
     assert_eq!(code, 0, "clean store: {out}{err}");
     assert!(
         out.contains("6 images, 5 blobs") && out.contains("0 errors"),
         "{out}"
     );
+    assert!(!out.contains(".clean"), "{out}");
+    let (_, out, _) = cli(&d, &["fsck", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["findings"], json!([]), "{v}");
+    assert!(marker.exists(), "a check changes nothing");
 
     for damage in ["corrupt", "delete"] {
         let db = d.data.join("db");
