@@ -16,12 +16,13 @@
 //! flush, holding a token that sled got in that flush); a start that finds
 //! it, with sled holding the same token, trusts sled's copies and only
 //! compares the record file names with sled's keys (a directory listing),
-//! reading just the files sled lacks. The marker is removed, durably, as the first thing
-//! a start does (whether or not it found it), and again before the first
-//! change after a clean shutdown was marked, so a crash can never leave a
-//! stale one: after a kill -9 the next start always reads every record. The
-//! marker is not a record: everything that lists `manifests/` goes through
-//! [`records::uuid_stems`], which only takes `<uuid>.json`.
+//! reading just the files sled lacks. The marker is removed, durably, as
+//! the first thing a start does (whether or not it found it), and again
+//! before the first change after a clean shutdown was marked, so a crash
+//! can never leave a stale one: after a kill -9 the next start always
+//! reads every record. The marker is not a record: everything that lists
+//! `manifests/` goes through [`records::uuid_stems`], which only takes
+//! `<uuid>.json`.
 //!
 //! All records are also held in memory (`cache`), so reads never touch the
 //! disk; the store is small (a node keeps hundreds of images, tens of
@@ -384,7 +385,7 @@ pub struct Meta {
 
 /// The clean-shutdown marker, in the records directory. Not a record (its
 /// name is not `<uuid>.json`), never reported by fsck. It holds a random
-/// token that the same shutdown stored in sled (under [`CLEAN_TOKEN_KEY`]
+/// token that the same shutdown stored in sled (under `CLEAN_TOKEN_KEY`
 /// in the default tree) before its last flush: a marker is only trusted
 /// with the database it was written with.
 pub const CLEAN_MARKER: &str = ".clean";
