@@ -976,18 +976,7 @@ mod tests {
         let m = json!({"name": "a", "version": "1", "type": "zone-dataset", "os": "smartos"});
         let rec = svc.create_image(m).await.unwrap();
         let uuid = rec.uuid().to_string();
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(Ok(bytes::Bytes::from_static(b"file bytes")))
-            .await
-            .unwrap();
-        drop(tx);
-        let p = super::super::images::FileParams {
-            compression: "none".into(),
-            sha1: None,
-            size: None,
-            content_length: None,
-        };
-        svc.add_file(uuid.clone(), p, rx).await.unwrap();
+        svc.add_test_file(&uuid, b"file bytes").await.unwrap();
         let r = tokio::task::block_in_place(|| {
             svc.fsck(Options {
                 verify: true,

@@ -228,6 +228,27 @@ impl Service {
             .await
     }
 
+    /// Adds `data` as the uncompressed file of `uuid` (unit tests).
+    #[cfg(test)]
+    pub(crate) async fn add_test_file(
+        self: &Arc<Self>,
+        uuid: &str,
+        data: &'static [u8],
+    ) -> Result<Arc<ImageRecord>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(Ok(Bytes::from_static(data)))
+            .await
+            .expect("receiver is alive");
+        drop(tx);
+        let p = FileParams {
+            compression: "none".into(),
+            sha1: None,
+            size: None,
+            content_length: None,
+        };
+        self.add_file(uuid.to_string(), p, rx).await
+    }
+
     /// Writes the upload into a temp file and checks it. Blocking.
     fn ingest(&self, uuid: &str, p: &FileParams, max: u64, chunks: &mut Chunks) -> Result<Sealed> {
         let ctx = || format!("writing the file of image {uuid}");

@@ -354,18 +354,7 @@ mod tests {
         let svc = Service::open(cfg).unwrap();
         let m = json!({"name": "a", "version": "1", "type": "zone-dataset", "os": "smartos"});
         let rec = svc.create_image(m).await.unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(Ok(bytes::Bytes::from_static(b"kept")))
-            .await
-            .unwrap();
-        drop(tx);
-        let p = super::super::images::FileParams {
-            compression: "none".into(),
-            sha1: None,
-            size: None,
-            content_length: None,
-        };
-        let rec = svc.add_file(rec.uuid().to_string(), p, rx).await.unwrap();
+        let rec = svc.add_test_file(rec.uuid(), b"kept").await.unwrap();
         let kept = rec.blob_sha256().unwrap().to_string();
         let orphan = "b".repeat(64);
         std::fs::write(dir.path().join("blobs/sha256").join(&orphan), b"garbage").unwrap();
