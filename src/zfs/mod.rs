@@ -16,7 +16,7 @@
 //!
 //! - `mod.rs` (this file): [`Zfs`] and its commands, the argv of each.
 //! - `error.rs`: [`ZfsError`] and the classification of stderr into it.
-//! - `names.rs`: name validation.
+//! - `names.rs`: name validation, [`PoolName`] and [`DatasetName`].
 //! - `proc.rs`: running the binaries; the [`ReceiveChild`] / [`SendChild`]
 //!   stream children and their [`Canceller`].
 //! - `list.rs`: parsing `zfs list` / `zfs get` / `zpool get` output.
@@ -156,7 +156,7 @@ pub use error::{Result, ZfsError};
 pub use list::{DatasetInfo, DatasetType};
 pub use names::{
     validate_any_name, validate_dataset_name, validate_pool_name, validate_snapshot_name,
-    MAX_NAME_LEN,
+    DatasetName, PoolName, MAX_NAME_LEN,
 };
 pub use proc::{Canceller, ReceiveChild, ReceiveWriter, SendChild, SendReader};
 
@@ -307,8 +307,7 @@ impl Zfs {
     /// [`ZfsError::InvalidName`] for a bad pool name, [`ZfsError::NotAvailable`],
     /// or [`ZfsError::CommandFailed`] if `zpool list` fails otherwise.
     pub fn pool_exists(&self, pool: &str) -> Result<bool> {
-        validate_pool_name(pool)?;
-        self.runner.pool_exists(pool)
+        self.runner.pool_exists(&PoolName::new(pool)?)
     }
 
     /// True if the pool supports resumable receive: `zfs receive -s` exists
@@ -320,10 +319,11 @@ impl Zfs {
     ///
     /// [`ZfsError::PoolNotFound`], [`ZfsError::NotAvailable`], [`ZfsError::InvalidName`].
     pub fn supports_resumable_receive(&self, pool: &str) -> Result<bool> {
-        validate_pool_name(pool)?;
+        let pool = PoolName::new(pool)?;
         if !self.available()?.resumable_receive {
             return Ok(false);
         }
+        let pool = pool.as_str();
         let args = [
             "get",
             "-H",
@@ -374,8 +374,8 @@ impl Zfs {
     /// is missing, [`ZfsError::InvalidName`], [`ZfsError::NotAvailable`],
     /// [`ZfsError::CommandFailed`] (also for output that cannot be parsed).
     pub fn list_datasets(&self, parent: &str, depth: Option<u32>) -> Result<Vec<DatasetInfo>> {
-        validate_dataset_name(parent)?;
-        let rows = self.list_info(parent, depth, "filesystem,volume")?;
+        let parent = DatasetName::new(parent)?;
+        let rows = self.list_info(&parent, depth, "filesystem,volume")?;
         Ok(rows
             .into_iter()
             .filter(|r| matches!(r.kind, DatasetType::Filesystem | DatasetType::Volume))
@@ -389,16 +389,22 @@ impl Zfs {
     ///
     /// As [`Zfs::list_datasets`].
     pub fn list_snapshots(&self, dataset: &str) -> Result<Vec<DatasetInfo>> {
-        validate_dataset_name(dataset)?;
+        let dataset = DatasetName::new(dataset)?;
         let prefix = format!("{dataset}@");
-        let rows = self.list_info(dataset, Some(1), "snapshot")?;
+        let rows = self.list_info(&dataset, Some(1), "snapshot")?;
         Ok(rows
             .into_iter()
             .filter(|r| r.kind == DatasetType::Snapshot && r.name.starts_with(&prefix))
             .collect())
     }
 
-    fn list_info(&self, parent: &str, depth: Option<u32>, types: &str) -> Result<Vec<DatasetInfo>> {
+    fn list_info(
+        &self,
+        parent: &DatasetName,
+        depth: Option<u32>,
+        types: &str,
+    ) -> Result<Vec<DatasetInfo>> {
+        let parent = parent.as_str();
         let depth_s = depth.map(|d| d.to_string());
         let mut args: Vec<&str> = Vec::new();
         if self.available()?.parsable_list {
@@ -487,8 +493,8 @@ impl Zfs {
     /// [`ZfsError::PoolNotFound`], [`ZfsError::DatasetNotFound`] (parent),
     /// [`ZfsError::CommandFailed`].
     pub fn create_filesystem(&self, name: &str) -> Result<()> {
-        validate_dataset_name(name)?;
-        if !name.contains('/') {
+        let dataset = DatasetName::new(name)?;
+        if dataset.parent().is_none() {
             return Err(invalid(name, "a filesystem to create needs a parent"));
         }
         self.runner
@@ -505,9 +511,9 @@ impl Zfs {
     /// [`ZfsError::DatasetExists`] (target), [`ZfsError::CommandFailed`].
     pub fn clone_snapshot(&self, snapshot: &str, target: &str) -> Result<()> {
         validate_snapshot_name(snapshot)?;
-        validate_dataset_name(target)?;
+        let target = DatasetName::new(target)?;
         self.runner
-            .run(Bin::Zfs, &["clone", snapshot, target], snapshot)?;
+            .run(Bin::Zfs, &["clone", snapshot, target.as_str()], snapshot)?;
         Ok(())
     }
 
@@ -668,7 +674,8 @@ impl Zfs {
     /// [`ZfsError::CommandFailed`] (also when there is no partial state, or
     /// the ZFS has no resumable receive).
     pub fn abort_resumable_receive(&self, target: &str) -> Result<()> {
-        validate_dataset_name(target)?;
+        let target = DatasetName::new(target)?;
+        let target = target.as_str();
         self.runner
             .run(Bin::Zfs, &["receive", "-A", target], target)?;
         Ok(())
@@ -688,7 +695,8 @@ impl Zfs {
     /// [`ZfsError::InvalidName`], [`ZfsError::DatasetNotFound`],
     /// [`ZfsError::PoolNotFound`], [`ZfsError::CommandFailed`].
     pub fn resume_token(&self, dataset: &str) -> Result<Option<String>> {
-        validate_dataset_name(dataset)?;
+        let dataset = DatasetName::new(dataset)?;
+        let dataset = dataset.as_str();
         match self.get_property(dataset, "receive_resume_token") {
             Ok(token) => Ok(token.filter(|t| !t.is_empty())),
             Err(ZfsError::CommandFailed { ref stderr, .. })

@@ -3,7 +3,12 @@
 //!
 //! The rules are stricter than ZFS's own (no spaces, no `%`, nothing that
 //! starts with `-`), so a name that passes can never be read as an option
-//! or need quoting.
+//! or need quoting. [`PoolName`] and [`DatasetName`] carry the check in
+//! their type: they can only be built through validation. The `validate_*`
+//! functions are the same rules for callers that hold a `&str`.
+
+use std::fmt;
+use std::str::FromStr;
 
 use super::error::{Result, ZfsError};
 
@@ -14,6 +19,78 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest resume token accepted. Real ones are a few hundred bytes (a
 /// compressed nvlist in hex); the cap only bounds the argv.
 pub(super) const MAX_RESUME_TOKEN_LEN: usize = 64 * 1024;
+
+/// A validated pool name: one component that starts with a letter (see
+/// [`validate_pool_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolName(String);
+
+/// A validated filesystem or volume name, `pool[/component...]` (see
+/// [`validate_dataset_name`]). Never a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DatasetName(String);
+
+/// The constructor and conversions both name types share; `$validate` is
+/// the one check a value must pass.
+macro_rules! validated_name {
+    ($ty:ident, $validate:ident) => {
+        impl $ty {
+            /// Validates `name`.
+            ///
+            /// # Errors
+            ///
+            /// [`ZfsError::InvalidName`] with the reason.
+            pub fn new(name: &str) -> Result<$ty> {
+                $validate(name)?;
+                Ok($ty(name.to_string()))
+            }
+
+            /// The name as ZFS spells it.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = ZfsError;
+
+            fn from_str(s: &str) -> Result<$ty> {
+                $ty::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = ZfsError;
+
+            fn try_from(s: &str) -> Result<$ty> {
+                $ty::new(s)
+            }
+        }
+    };
+}
+
+validated_name!(PoolName, validate_pool_name);
+validated_name!(DatasetName, validate_dataset_name);
+
+impl DatasetName {
+    /// The dataset this one is created in (`pool/a/b` gives `pool/a`);
+    /// `None` for a pool's root dataset.
+    pub fn parent(&self) -> Option<&str> {
+        self.0.rfind('/').map(|i| &self.0[..i])
+    }
+}
 
 /// [`ZfsError::InvalidName`] for `name`.
 pub(super) fn invalid(name: &str, reason: &'static str) -> ZfsError {
@@ -242,6 +319,35 @@ mod tests {
         }
         for prop in ["used", "imgadm:ignore", "com.joyent:x", "userquota@root"] {
             validate_property_name(prop).unwrap();
+        }
+    }
+
+    #[test]
+    fn name_types_hold_only_valid_names() {
+        let pool = PoolName::new("zones").unwrap();
+        assert_eq!(pool.as_str(), "zones");
+        assert_eq!(pool.to_string(), "zones");
+        assert_eq!("zones".parse::<PoolName>().unwrap(), pool);
+        assert_eq!(PoolName::try_from("zones").unwrap(), pool);
+        for bad in ["", "9pool", "zones/a", "zones@s", "-x", "a b"] {
+            let e = PoolName::new(bad).unwrap_err();
+            assert!(
+                matches!(&e, ZfsError::InvalidName { name, .. } if name == bad),
+                "{bad:?}: {e:?}"
+            );
+            assert!(bad.parse::<PoolName>().is_err(), "{bad:?}");
+        }
+
+        let ds = DatasetName::new("zones/a/b").unwrap();
+        assert_eq!(ds.as_str(), "zones/a/b");
+        assert_eq!(ds.to_string(), "zones/a/b");
+        assert_eq!(ds.as_ref(), "zones/a/b");
+        assert_eq!(ds.parent(), Some("zones/a"));
+        assert_eq!(DatasetName::new("zones").unwrap().parent(), None);
+        assert_eq!("zones/a/b".parse::<DatasetName>().unwrap(), ds);
+        for bad in ["", "zones/a@s", "zones//a", "zones/-a", "9pool/a"] {
+            let e = DatasetName::try_from(bad).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameter", "{bad:?}");
         }
     }
 }

@@ -18,7 +18,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::error::{classify, classify_receive, pool_of, Result, ZfsError};
-use super::names::validate_pool_name;
+use super::names::PoolName;
 
 /// How much of a child's stderr is kept; the rest is read and dropped.
 const STDERR_LIMIT: usize = 64 * 1024;
@@ -105,7 +105,8 @@ impl Runner {
     ///
     /// [`ZfsError::NotAvailable`], or [`ZfsError::CommandFailed`] if `zpool
     /// list` fails otherwise.
-    pub(super) fn pool_exists(&self, pool: &str) -> Result<bool> {
+    pub(super) fn pool_exists(&self, pool: &PoolName) -> Result<bool> {
+        let pool = pool.as_str();
         match self.run(Bin::Zpool, &["list", "-H", "-o", "name", pool], pool) {
             Ok(_) => Ok(true),
             Err(ZfsError::PoolNotFound { .. }) => Ok(false),
@@ -119,9 +120,8 @@ impl Runner {
     /// `error.rs`.
     pub(super) fn refine(&self, err: ZfsError) -> ZfsError {
         if let ZfsError::DatasetNotFound { name } = &err {
-            let pool = pool_of(name);
-            if validate_pool_name(pool).is_ok() {
-                if let Ok(false) = self.pool_exists(pool) {
+            if let Ok(pool) = PoolName::new(pool_of(name)) {
+                if let Ok(false) = self.pool_exists(&pool) {
                     return ZfsError::PoolNotFound {
                         pool: pool.to_string(),
                     };
