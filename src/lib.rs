@@ -39,4 +39,5 @@ pub mod service;
 pub mod sources;
 pub mod store;
 pub mod tasks;
+pub mod time;
 pub mod zfs;

@@ -201,10 +201,7 @@ impl Service {
         let ds = &req.dataset;
         let snap = format!("{ds}@final");
         if self.zfs.exists(&snap)? {
-            let aside = format!(
-                "{ds}@final-{}",
-                chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ")
-            );
+            let aside = format!("{ds}@final-{}", crate::time::name_stamp());
             self.journal_push(
                 ctx.id(),
                 Undo::Rename {
@@ -265,7 +262,7 @@ impl Service {
             .map_err(|e| Error::io("writing the image file", e))?;
         let d = sealed.digests.clone();
         m.insert("files".into(), json!([{"sha1": d.sha1, "size": d.size, "compression": req.compression, "digest": format!("sha256:{}", d.sha256)}]));
-        m.insert("published_at".into(), json!(super::images::now_timestamp()));
+        m.insert("published_at".into(), json!(crate::time::now_timestamp()));
         m.insert("state".into(), json!("active"));
         let errors = manifest::validate(&m);
         if !errors.is_empty() {
@@ -489,7 +486,7 @@ impl Service {
         check_sealed(uuid, &sealed, p)?;
         let mut manifest = manifest::prepare_import(m, uuid).map_err(Error::validation)?;
         if !manifest.contains_key("published_at") {
-            manifest.insert("published_at".into(), json!(super::images::now_timestamp()));
+            manifest.insert("published_at".into(), json!(crate::time::now_timestamp()));
         }
         let uuid = uuid.to_string();
         self.write_locked(move |svc| {

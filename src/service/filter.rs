@@ -159,7 +159,7 @@ impl ListFilter {
         if let Some(v) = single(pairs, "marker")? {
             f.marker = Some(if uuid::Uuid::parse_str(v).is_ok() {
                 Marker::Uuid(uuid_param("marker", v)?)
-            } else if chrono::DateTime::parse_from_rfc3339(v).is_ok() {
+            } else if crate::time::parse(v).is_some() {
                 Marker::Date(v.to_string())
             } else {
                 return Err(Error::param(
@@ -332,13 +332,7 @@ impl ListFilter {
 
 /// Dates compare as strings once they are in the server's own format.
 fn normalize_date(d: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(d)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string()
-        })
-        .unwrap_or_else(|_| d.to_string())
+    crate::time::normalize(d).unwrap_or_else(|| d.to_string())
 }
 
 #[cfg(test)]

@@ -427,10 +427,7 @@ impl Meta {
             Err(Broken::Db(e)) => {
                 // The records are the truth: keep the broken database for a
                 // post-mortem and start a fresh one, rebuilt from them.
-                let aside = data_dir.join(format!(
-                    "db.broken-{}",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                ));
+                let aside = data_dir.join(format!("db.broken-{}", crate::time::name_stamp()));
                 tracing::error!(error = %e, moved_to = %aside.display(), "sled database cannot be opened; rebuilding it from the manifest records");
                 if db_path.exists() {
                     fs::rename(&db_path, &aside).map_err(|e2| {
