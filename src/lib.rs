@@ -28,6 +28,7 @@ pub mod access;
 pub mod api;
 pub mod cli;
 pub mod cli_packages;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod hyper_errors;

@@ -13,6 +13,7 @@ use super::images::{check_sealed, FileParams};
 use super::install::Undo;
 use super::pipe::{self, CopyError};
 use super::Service;
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
 use crate::store::cas::{Ingest, Sealed};
@@ -233,7 +234,7 @@ impl Service {
             .cas
             .ingest()
             .map_err(|e| Error::io("starting the image file", e))?;
-        let mut enc = pipe::Compressor::new(&req.compression, IngestWriter { ingest })?;
+        let mut enc = codec::Compressor::new(&req.compression, IngestWriter { ingest })?;
         let copied = pipe::copy(ctx, &mut reader, &mut enc, true);
         drop(reader);
         let finished = child.finish();
@@ -318,7 +319,7 @@ impl Service {
             "zfs"
         };
         let manifest_path = dir.join(format!("{name}.imgmanifest"));
-        let file_path = dir.join(format!("{name}.{kind}{}", pipe::extension(compression)));
+        let file_path = dir.join(format!("{name}.{kind}{}", codec::extension(compression)));
         let size = file.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
         let input = json!({"image_uuid": uuid, "path": dir});
         let key = format!("export:{uuid}:{}", dir.display());
