@@ -77,7 +77,7 @@ pub enum Error {
     RequestTimeout(String),
     #[error("{0}")]
     HeadersTooLarge(String),
-    /// A request that is not HTTP/1.1 hyper can parse (see `hyper_errors.rs`).
+    /// A request that is not HTTP/1.1 hyper can parse (see `conn.rs`).
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]

@@ -285,7 +285,7 @@ pub fn segments(path: &str) -> Result<Vec<String>> {
 
 /// Refuses a request head larger than `max` bytes (request line and
 /// headers, as sent). hyper's own buffer limit is set above this, so that
-/// such a request still gets a JSON answer; see `server.rs`.
+/// such a request still gets a JSON answer; see `server/mod.rs`.
 ///
 /// # Errors
 /// `HeadersTooLarge` (431).

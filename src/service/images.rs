@@ -201,7 +201,7 @@ impl Service {
             }
         }
         if let Some(n) = p.size.or(p.content_length) {
-            let dir = self.config().data_dir.join("ingest");
+            let dir = crate::store::layout::ingest(&self.config().data_dir);
             if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
                 // fsblkcnt_t and c_ulong are not u64 on every target.
                 #[allow(clippy::unnecessary_cast)]
