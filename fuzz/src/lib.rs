@@ -17,7 +17,8 @@
 //!   error is IMGAPI JSON with a code. `action=export` (which writes files
 //!   where the request says) is left out.
 
-use imgstore::api::{self, Peer};
+use imgstore::access::Peer;
+use imgstore::api;
 use imgstore::config::Config;
 use imgstore::manifest;
 use imgstore::service::filter::ListFilter;

@@ -11,6 +11,7 @@ pub mod packages;
 pub mod sources;
 pub mod tasks;
 
+use crate::access::Peer;
 use crate::error::{Error, Result};
 use crate::service::Service;
 use bytes::Bytes;
@@ -22,17 +23,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
-
-/// Who is on the other end of the socket: uid, gid and pid from
-/// SO_PEERCRED, supplementary groups from SO_PEERGROUPS (Linux) or the
-/// peer's ucred (illumos), all as the kernel recorded them at connect time.
-#[derive(Debug, Clone, Default)]
-pub struct Peer {
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub pid: Option<i32>,
-    pub groups: Arc<[u32]>,
-}
 
 /// A request as the handlers see it: method, decoded path segments, query
 /// pairs, headers and the body still unread.

@@ -10,7 +10,8 @@
 
 pub mod peer;
 
-use crate::api::{self, Peer};
+use crate::access::{self, Peer};
+use crate::api;
 use crate::config::Config;
 use crate::conn::{self, HyperErrors, WriteDeadline};
 use crate::log::LevelHandle;
@@ -208,7 +209,7 @@ pub async fn run(
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
                 pid: c.pid(),
-                groups: crate::access::peer_groups(&stream).into(),
+                groups: access::peer_groups(&stream).into(),
             })
             .unwrap_or_default();
         let limits = svc.limits();

@@ -14,7 +14,8 @@
 //! permissions are the daemon's access control, and TCP has none. There is
 //! no TLS either; put a proxy in front to serve beyond a trusted network.
 
-use crate::api::{self, Peer};
+use crate::access::Peer;
+use crate::api;
 use crate::conn::{self, HyperErrors, WriteDeadline};
 use crate::error::Error;
 use crate::service::Service;
