@@ -12,9 +12,10 @@
 //! store does not use (`account`, `channel`, `inclAdminFields`, ...) are
 //! ignored, as IMGAPI ignores the ones it does not know.
 
-use super::packages::PackageFit;
 use crate::error::{Error, Result};
-use crate::store::meta::{Cached, Fields, ImageRecord, Meta, SortKey};
+use crate::manifest::Manifest;
+use crate::store::meta::{Cached, Fields, ImageRecord, Meta, Requirements, SortKey};
+use crate::store::packages::Package;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -333,6 +334,38 @@ impl ListFilter {
 /// Dates compare as strings once they are in the server's own format.
 fn normalize_date(d: &str) -> String {
     crate::time::normalize(d).unwrap_or_else(|| d.to_string())
+}
+
+/// What an image's requirements are checked against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageFit {
+    pub memory: u64,
+    pub brand: Option<String>,
+}
+
+impl PackageFit {
+    pub fn of(p: &Package) -> PackageFit {
+        PackageFit {
+            memory: p.memory,
+            brand: p.brand.clone(),
+        }
+    }
+
+    /// Whether the image with manifest `m` accepts the package (see
+    /// `service::packages`).
+    pub fn accepts(&self, m: &Manifest) -> bool {
+        self.fits(&Requirements::of(m))
+    }
+
+    /// [`PackageFit::accepts`] on the parts of `requirements` it reads.
+    pub fn fits(&self, reqs: &Requirements) -> bool {
+        reqs.min_ram.is_none_or(|min| min <= self.memory)
+            && reqs.max_ram.is_none_or(|max| max >= self.memory)
+            && match (&self.brand, &reqs.brand) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            }
+    }
 }
 
 #[cfg(test)]

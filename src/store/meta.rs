@@ -135,7 +135,7 @@ pub struct Fields {
 }
 
 /// The parts of a manifest's `requirements` that decide whether a package
-/// fits (see `service::packages::PackageFit`): each is `None` when absent,
+/// fits (see `service::filter::PackageFit`): each is `None` when absent,
 /// of another type, or when `requirements` is not an object.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Requirements {
