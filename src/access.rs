@@ -21,10 +21,21 @@
 //! `getpeerucred` on illumos. Like `SO_PEERCRED`, they are the peer's
 //! credentials when it connected.
 
-use crate::api::Peer;
 use crate::config::Access;
 use crate::error::{Error, Result};
 use hyper::Method;
+use std::sync::Arc;
+
+/// Who is on the other end of the socket: uid, gid and pid from
+/// SO_PEERCRED, supplementary groups from SO_PEERGROUPS (Linux) or the
+/// peer's ucred (illumos), all as the kernel recorded them at connect time.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub pid: Option<i32>,
+    pub groups: Arc<[u32]>,
+}
 
 /// Whether `method` only reads.
 pub fn is_read_only(method: &Method) -> bool {
@@ -126,7 +137,6 @@ pub fn check(access: &Access, peer: &Peer, method: &Method) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn peer_groups_are_the_connecting_process_groups() {

@@ -69,6 +69,104 @@ pub enum SourceKind {
     File,
 }
 
+/// Where a source's images are, as [`SourceConfig::target`] parses it.
+#[derive(Debug, Clone)]
+pub enum SourceTarget {
+    Imgapi {
+        /// Scheme and authority plus path, without a trailing `/`.
+        base: String,
+        channel: Option<String>,
+    },
+    Dsapi {
+        /// The URL the index is read from, as given (less `?channel=`).
+        index: String,
+        /// `index` without a trailing `/`: files are at `BASE/UUID/PATH`.
+        base: String,
+    },
+    File {
+        dir: PathBuf,
+    },
+}
+
+impl SourceConfig {
+    /// Checks the source and says where its images are, from its URL
+    /// (trimmed) and kind. Here rather than in `sources/` so that
+    /// [`Config::validate`] can check `sources` without depending on the
+    /// code that fetches from them.
+    ///
+    /// # Errors
+    /// A message naming the problem: not an http(s) URL (imgapi, dsapi), not
+    /// an absolute path (file), a query parameter other than `channel`.
+    pub fn target(&self) -> Result<SourceTarget, String> {
+        let url = self.url.trim();
+        if url.is_empty() {
+            return Err("url is empty".into());
+        }
+        let target = match self.kind {
+            SourceKind::File => {
+                let path = url.strip_prefix("file://").unwrap_or(url);
+                let dir = PathBuf::from(path);
+                if !dir.is_absolute() || path.contains('?') {
+                    return Err(format!(
+                        "url {url:?}: a file source is an absolute directory path (or file:///dir)"
+                    ));
+                }
+                SourceTarget::File { dir }
+            }
+            SourceKind::Imgapi | SourceKind::Dsapi => {
+                let (base, channel) = split_channel(url)?;
+                let uri: hyper::Uri = base
+                    .parse()
+                    .map_err(|e| format!("url {url:?} is not a valid URL: {e}"))?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err(format!(
+                        "url {url:?}: expected an http:// or https:// URL with a host"
+                    ));
+                }
+                let trimmed = base.trim_end_matches('/').to_string();
+                if self.kind == SourceKind::Imgapi {
+                    SourceTarget::Imgapi {
+                        base: trimmed,
+                        channel,
+                    }
+                } else {
+                    SourceTarget::Dsapi {
+                        index: base,
+                        base: trimmed,
+                    }
+                }
+            }
+        };
+        if self.insecure && !url.starts_with("https://") {
+            return Err(format!(
+                "url {url:?}: insecure only applies to https:// sources"
+            ));
+        }
+        Ok(target)
+    }
+}
+
+/// Splits `?channel=` off an http(s) URL; any other query parameter is an
+/// error (nothing else is understood, so silently dropping it would hide a
+/// mistake).
+fn split_channel(url: &str) -> Result<(String, Option<String>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let mut channel = None;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "channel" if !v.is_empty() => channel = Some(v.into_owned()),
+            other => {
+                return Err(format!(
+                "url {url:?}: query parameter {other:?} is not understood (only ?channel=NAME is)"
+            ))
+            }
+        }
+    }
+    Ok((base.to_string(), channel))
+}
+
 /// The optional TCP listener that serves the read-only IMGAPI subset to
 /// other nodes.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -248,7 +346,7 @@ impl Config {
             return Err("limits: timeouts must be at least 1 second".into());
         }
         for (i, s) in self.sources.iter().enumerate() {
-            crate::sources::Source::parse(s).map_err(|e| format!("sources[{i}]: {e}"))?;
+            s.target().map_err(|e| format!("sources[{i}]: {e}"))?;
         }
         if !self.peer.listen.is_empty() {
             self.peer

@@ -6,6 +6,7 @@
 //! only for new conditions. Never rename one; the table test at the bottom
 //! pins code and status together.
 
+use crate::codec::CodecError;
 use crate::manifest::FieldError;
 use hyper::StatusCode;
 use serde_json::json;
@@ -76,7 +77,7 @@ pub enum Error {
     RequestTimeout(String),
     #[error("{0}")]
     HeadersTooLarge(String),
-    /// A request that is not HTTP/1.1 hyper can parse (see `hyper_errors.rs`).
+    /// A request that is not HTTP/1.1 hyper can parse (see `conn.rs`).
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -275,6 +276,19 @@ impl Error {
             Error::InsufficientStorage(format!("{context}: no space left on device"))
         } else {
             Error::internal(context, e)
+        }
+    }
+}
+
+/// An unknown compression is the client's parameter; a codec that cannot
+/// start is ours.
+impl From<CodecError> for Error {
+    fn from(e: CodecError) -> Error {
+        match e {
+            CodecError::Unknown(name) => {
+                Error::param("compression", format!("unknown compression {name:?}"))
+            }
+            CodecError::Start(context, e) => Error::internal(context, e),
         }
     }
 }

@@ -130,11 +130,6 @@ impl Visit for Fields {
     }
 }
 
-/// The current time as Bunyan writes it: `2024-05-06T07:08:09.123Z`.
-pub fn bunyan_time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
 impl<S> Layer<S> for Bunyan
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -187,7 +182,8 @@ where
             None => String::new(),
         };
         line.insert("msg".into(), Value::from(msg));
-        line.insert("time".into(), Value::from(bunyan_time(chrono::Utc::now())));
+        // Bunyan's `time` is the daemon's one timestamp shape.
+        line.insert("time".into(), Value::from(crate::time::now_timestamp()));
         line.insert("v".into(), Value::from(0));
         let target = event.metadata().target();
         if !target.starts_with("imgstore") {

@@ -151,7 +151,7 @@ pub struct Tasks {
 }
 
 fn now() -> String {
-    crate::service::images::now_timestamp()
+    crate::time::now_timestamp()
 }
 
 impl Tasks {
@@ -482,7 +482,5 @@ impl Tasks {
 }
 
 fn expiry() -> String {
-    (chrono::Utc::now() + chrono::Duration::hours(TASK_TTL_HOURS))
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    crate::time::hours_from_now(TASK_TTL_HOURS)
 }

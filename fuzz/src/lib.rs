@@ -17,7 +17,8 @@
 //!   error is IMGAPI JSON with a code. `action=export` (which writes files
 //!   where the request says) is left out.
 
-use imgstore::api::{self, Peer};
+use imgstore::access::Peer;
+use imgstore::api;
 use imgstore::config::Config;
 use imgstore::manifest;
 use imgstore::service::filter::ListFilter;
@@ -242,7 +243,7 @@ pub fn routes(data: &[u8]) {
                 // As the daemon serves it: hyper's own refusals become JSON.
                 .serve_connection(
                     hyper_util::rt::TokioIo::new(
-                        imgstore::hyper_errors::HyperErrors::new(server).0,
+                        imgstore::conn::HyperErrors::new(server).0,
                     ),
                     service,
                 )
@@ -296,7 +297,7 @@ fn check_response(req: &[u8], raw: &[u8]) {
             shown()
         );
     }
-    // Every refusal is JSON, hyper's own included (`hyper_errors`).
+    // Every refusal is JSON, hyper's own included (`conn::HyperErrors`).
     if status >= 400 {
         assert!(ours, "bare {status} for {}", shown());
     }

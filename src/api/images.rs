@@ -310,7 +310,7 @@ pub async fn get_file(ctx: Ctx) -> Result<Response<Body>> {
 
 /// Chunk size of downloads: large, so that the per-chunk hand-offs
 /// (channel, task wake-up, one `writev`) are noise next to the copies.
-const DOWNLOAD_CHUNK: u64 = 1 << 20;
+const DOWNLOAD_CHUNK: u64 = crate::codec::CHUNK as u64;
 
 /// Streams `len` bytes of `path` from `start`: a blocking reader thread sends
 /// chunks through a small bounded channel, so memory stays flat and a slow

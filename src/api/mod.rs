@@ -11,6 +11,7 @@ pub mod packages;
 pub mod sources;
 pub mod tasks;
 
+use crate::access::Peer;
 use crate::error::{Error, Result};
 use crate::service::Service;
 use bytes::Bytes;
@@ -22,17 +23,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
-
-/// Who is on the other end of the socket: uid, gid and pid from
-/// SO_PEERCRED, supplementary groups from SO_PEERGROUPS (Linux) or the
-/// peer's ucred (illumos), all as the kernel recorded them at connect time.
-#[derive(Debug, Clone, Default)]
-pub struct Peer {
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub pid: Option<i32>,
-    pub groups: Arc<[u32]>,
-}
 
 /// A request as the handlers see it: method, decoded path segments, query
 /// pairs, headers and the body still unread.
@@ -285,7 +275,7 @@ pub fn segments(path: &str) -> Result<Vec<String>> {
 
 /// Refuses a request head larger than `max` bytes (request line and
 /// headers, as sent). hyper's own buffer limit is set above this, so that
-/// such a request still gets a JSON answer; see `server.rs`.
+/// such a request still gets a JSON answer; see `server/mod.rs`.
 ///
 /// # Errors
 /// `HeadersTooLarge` (431).

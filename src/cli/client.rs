@@ -10,6 +10,7 @@
 //! Every error names the socket, because "which daemon?" is the first
 //! question when a command fails.
 
+use crate::codec::CHUNK;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -24,8 +25,6 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long an upload waits for `100 Continue` before sending the body
 /// anyway (RFC 9110 §10.1.1 allows it).
 const CONTINUE_TIMEOUT: Duration = Duration::from_secs(10);
-
-const CHUNK: usize = 1 << 20;
 
 /// An error answer from the daemon: IMGAPI's `{code, message, errors?}`.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use super::images::{check_sealed, FileParams};
 use super::install::Undo;
 use super::pipe::{self, CopyError};
 use super::Service;
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
 use crate::store::cas::{Ingest, Sealed};
@@ -201,10 +202,7 @@ impl Service {
         let ds = &req.dataset;
         let snap = format!("{ds}@final");
         if self.zfs.exists(&snap)? {
-            let aside = format!(
-                "{ds}@final-{}",
-                chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ")
-            );
+            let aside = format!("{ds}@final-{}", crate::time::name_stamp());
             self.journal_push(
                 ctx.id(),
                 Undo::Rename {
@@ -236,7 +234,7 @@ impl Service {
             .cas
             .ingest()
             .map_err(|e| Error::io("starting the image file", e))?;
-        let mut enc = pipe::Compressor::new(&req.compression, IngestWriter { ingest })?;
+        let mut enc = codec::Compressor::new(&req.compression, IngestWriter { ingest })?;
         let copied = pipe::copy(ctx, &mut reader, &mut enc, true);
         drop(reader);
         let finished = child.finish();
@@ -265,7 +263,7 @@ impl Service {
             .map_err(|e| Error::io("writing the image file", e))?;
         let d = sealed.digests.clone();
         m.insert("files".into(), json!([{"sha1": d.sha1, "size": d.size, "compression": req.compression, "digest": format!("sha256:{}", d.sha256)}]));
-        m.insert("published_at".into(), json!(super::images::now_timestamp()));
+        m.insert("published_at".into(), json!(crate::time::now_timestamp()));
         m.insert("state".into(), json!("active"));
         let errors = manifest::validate(&m);
         if !errors.is_empty() {
@@ -321,7 +319,7 @@ impl Service {
             "zfs"
         };
         let manifest_path = dir.join(format!("{name}.imgmanifest"));
-        let file_path = dir.join(format!("{name}.{kind}{}", pipe::extension(compression)));
+        let file_path = dir.join(format!("{name}.{kind}{}", codec::extension(compression)));
         let size = file.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
         let input = json!({"image_uuid": uuid, "path": dir});
         let key = format!("export:{uuid}:{}", dir.display());
@@ -489,7 +487,7 @@ impl Service {
         check_sealed(uuid, &sealed, p)?;
         let mut manifest = manifest::prepare_import(m, uuid).map_err(Error::validation)?;
         if !manifest.contains_key("published_at") {
-            manifest.insert("published_at".into(), json!(super::images::now_timestamp()));
+            manifest.insert("published_at".into(), json!(crate::time::now_timestamp()));
         }
         let uuid = uuid.to_string();
         self.write_locked(move |svc| {

@@ -12,9 +12,10 @@
 //! store does not use (`account`, `channel`, `inclAdminFields`, ...) are
 //! ignored, as IMGAPI ignores the ones it does not know.
 
-use super::packages::PackageFit;
 use crate::error::{Error, Result};
-use crate::store::meta::{Cached, Fields, ImageRecord, Meta, SortKey};
+use crate::manifest::Manifest;
+use crate::store::meta::{Cached, Fields, ImageRecord, Meta, Requirements, SortKey};
+use crate::store::packages::Package;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -159,7 +160,7 @@ impl ListFilter {
         if let Some(v) = single(pairs, "marker")? {
             f.marker = Some(if uuid::Uuid::parse_str(v).is_ok() {
                 Marker::Uuid(uuid_param("marker", v)?)
-            } else if chrono::DateTime::parse_from_rfc3339(v).is_ok() {
+            } else if crate::time::parse(v).is_some() {
                 Marker::Date(v.to_string())
             } else {
                 return Err(Error::param(
@@ -332,13 +333,39 @@ impl ListFilter {
 
 /// Dates compare as strings once they are in the server's own format.
 fn normalize_date(d: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(d)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string()
-        })
-        .unwrap_or_else(|_| d.to_string())
+    crate::time::normalize(d).unwrap_or_else(|| d.to_string())
+}
+
+/// What an image's requirements are checked against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageFit {
+    pub memory: u64,
+    pub brand: Option<String>,
+}
+
+impl PackageFit {
+    pub fn of(p: &Package) -> PackageFit {
+        PackageFit {
+            memory: p.memory,
+            brand: p.brand.clone(),
+        }
+    }
+
+    /// Whether the image with manifest `m` accepts the package (see
+    /// `service::packages`).
+    pub fn accepts(&self, m: &Manifest) -> bool {
+        self.fits(&Requirements::of(m))
+    }
+
+    /// [`PackageFit::accepts`] on the parts of `requirements` it reads.
+    pub fn fits(&self, reqs: &Requirements) -> bool {
+        reqs.min_ram.is_none_or(|min| min <= self.memory)
+            && reqs.max_ram.is_none_or(|max| max >= self.memory)
+            && match (&self.brand, &reqs.brand) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            }
+    }
 }
 
 #[cfg(test)]

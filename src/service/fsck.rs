@@ -49,6 +49,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::manifest;
 use crate::store::cas::Cas;
+use crate::store::layout::{self, PidLock};
 use crate::store::meta::{self, ImageRecord};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -227,7 +228,7 @@ fn not_found_is_empty<T>(r: std::io::Result<Vec<T>>) -> std::io::Result<Vec<T>> 
 /// Temp record files (`manifests/*.tmp`) and kept broken databases.
 fn data_dir_leftovers(data_dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut temps = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(data_dir.join("manifests")) {
+    if let Ok(rd) = std::fs::read_dir(layout::records(data_dir)) {
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().ends_with(".tmp") {
                 temps.push(e.path());
@@ -237,7 +238,10 @@ fn data_dir_leftovers(data_dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut broken = Vec::new();
     if let Ok(rd) = std::fs::read_dir(data_dir) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with("db.broken-") {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(layout::BROKEN_DB_PREFIX)
+            {
                 broken.push(e.path());
             }
         }
@@ -814,7 +818,7 @@ fn mark_repaired(before: &mut Report, after: &Report) {
 /// and says to use the API), or the store cannot be opened for repair.
 pub fn run_offline(config: &Config, opts: Options) -> std::result::Result<Report, String> {
     let data_dir = &config.data_dir;
-    if !data_dir.join("manifests").is_dir() && !data_dir.join("db").exists() {
+    if !layout::records(data_dir).is_dir() && !layout::db(data_dir).exists() {
         return Err(format!(
             "{} is not an imgstore data dir (no manifests/ or db/)",
             data_dir.display()
@@ -857,10 +861,10 @@ pub fn lock_offline(
     config: &Config,
     verb: &str,
     api: &str,
-) -> std::result::Result<crate::server::PidLock, String> {
+) -> std::result::Result<PidLock, String> {
     let data_dir = &config.data_dir;
-    crate::server::PidLock::acquire(
-        &data_dir.join("imgstore.lock"),
+    PidLock::acquire(
+        &layout::lock(data_dir),
         &format!("data dir {}", data_dir.display()),
     )
     .map_err(|e| {
@@ -874,7 +878,14 @@ pub fn lock_offline(
 /// without changing them.
 fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
     let cas = Cas::inspect(data_dir);
-    let trees = meta::inspect_trees(data_dir, &["images", "tasks", "journal"]);
+    let trees = meta::inspect_trees(
+        data_dir,
+        &[
+            layout::tree::IMAGES,
+            layout::tree::TASKS,
+            layout::tree::JOURNAL,
+        ],
+    );
     let (index, stale_tasks, pending_undo) = match &trees {
         Ok(t) => {
             let stale: Vec<(String, String)> = t[1]
@@ -890,7 +901,7 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
     let (mut temps, broken_dbs) = data_dir_leftovers(data_dir);
     temps.extend(not_found_is_empty(cas.stale_temps()).unwrap_or_default());
     let snap = Snapshot {
-        records: meta::read_records(&data_dir.join("manifests")).unwrap_or_default(),
+        records: meta::read_records(&layout::records(data_dir)).unwrap_or_default(),
         index,
         cache: None,
         blobs: not_found_is_empty(cas.list()).unwrap_or_default(),
@@ -1087,7 +1098,7 @@ mod tests {
         let cfg = config(dir.path());
         drop(Service::open(cfg.clone()).unwrap());
         let _held =
-            crate::server::PidLock::acquire(&dir.path().join("imgstore.lock"), "x").unwrap();
+            crate::store::layout::PidLock::acquire(&dir.path().join("imgstore.lock"), "x").unwrap();
         // flock locks are per open file description: a second acquire in
         // the same process conflicts too.
         let e = run_offline(&cfg, Options::default()).unwrap_err();

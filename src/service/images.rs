@@ -42,12 +42,6 @@ pub enum BodyError {
 /// The chunks of an upload, as the HTTP layer receives them.
 pub type Chunks = mpsc::Receiver<std::result::Result<Bytes, BodyError>>;
 
-pub fn now_timestamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
-
 /// Checks a path uuid. IMGAPI answers ResourceNotFound for a malformed one.
 pub fn check_uuid(uuid: &str) -> Result<()> {
     match uuid::Uuid::parse_str(uuid) {
@@ -207,7 +201,7 @@ impl Service {
             }
         }
         if let Some(n) = p.size.or(p.content_length) {
-            let dir = self.config().data_dir.join("ingest");
+            let dir = crate::store::layout::ingest(&self.config().data_dir);
             if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
                 // fsblkcnt_t and c_ulong are not u64 on every target.
                 #[allow(clippy::unnecessary_cast)]
@@ -366,7 +360,7 @@ impl Service {
         rec.activated = true;
         if !rec.manifest.contains_key("published_at") {
             rec.manifest
-                .insert("published_at".into(), json!(now_timestamp()));
+                .insert("published_at".into(), json!(crate::time::now_timestamp()));
         }
         rec.manifest.remove("expires_at");
         self.put(rec)

@@ -19,6 +19,7 @@
 
 use super::pipe::{self, ChannelReader, CopyError};
 use super::Service;
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::store::cas::Hasher;
 use crate::store::meta::ImageRecord;
@@ -295,9 +296,11 @@ impl Service {
                 });
                 r.map(|()| h.finish())
             });
-            let copied = match pipe::decompressor(&compression, ChannelReader::new(rx)) {
+            let copied = match codec::decompressor(&compression, ChannelReader::new(rx)) {
                 Ok(mut src) => pipe::copy(ctx, &mut src, &mut writer, false),
-                Err(e) => Err(CopyError::Read(std::io::Error::other(e.to_string()))),
+                Err(e) => Err(CopyError::Read(std::io::Error::other(
+                    Error::from(e).to_string(),
+                ))),
             };
             drop(writer);
             (copied, reader.join().expect("reader thread panicked"))

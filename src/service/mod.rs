@@ -23,6 +23,7 @@ pub mod vacuum;
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
 use crate::sources::Sources;
+use crate::store::layout::tree;
 use crate::store::{cas::Cas, meta::Meta, packages::PackageStore};
 use crate::tasks::Tasks;
 use crate::zfs::Zfs;
@@ -69,20 +70,22 @@ impl Service {
         let cas = Cas::open(dir).map_err(|e| format!("blob store in {}: {e}", dir.display()))?;
         let meta = Meta::open(dir)?;
         let (tasks, interrupted) = meta
-            .tree("tasks")
+            .tree(tree::TASKS)
             .map_err(|e| format!("task database: {e}"))
             .and_then(|t| Tasks::open(t).map_err(|e| e.to_string()))?;
         for t in &interrupted {
             tracing::warn!(task = %t.id, kind = %t.kind, "task was interrupted by a restart; marked failed");
         }
-        let journal = meta.tree("journal").map_err(|e| format!("journal: {e}"))?;
+        let journal = meta
+            .tree(tree::JOURNAL)
+            .map_err(|e| format!("journal: {e}"))?;
         let sources = meta
-            .tree("sources")
+            .tree(tree::SOURCES)
             .map_err(|e| format!("sources: {e}"))
             .and_then(|t| Sources::open(t, &config.sources))?;
         let zfs = Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
         let tree = meta
-            .tree("packages")
+            .tree(tree::PACKAGES)
             .map_err(|e| format!("sled tree packages in {}: {e}", dir.display()))?;
         let packages = PackageStore::open(dir, tree)?;
         tasks.set_max_running(config.limits.max_tasks);

@@ -24,11 +24,11 @@
 //! least that, and, when the package names a `brand`, its
 //! `requirements.brand` (if any) is that brand.
 
-use super::filter::ListFilter;
+use super::filter::{ListFilter, PackageFit};
 use super::Service;
 use crate::error::{Error, Result};
-use crate::manifest::{FieldError, Manifest};
-use crate::store::meta::{Cached, Requirements};
+use crate::manifest::FieldError;
+use crate::store::meta::Cached;
 use crate::store::packages::Package;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -417,37 +417,6 @@ impl PackageFilter {
                 Cond::Json(j) => actual == j,
             }
         })
-    }
-}
-
-/// What an image's requirements are checked against.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PackageFit {
-    pub memory: u64,
-    pub brand: Option<String>,
-}
-
-impl PackageFit {
-    pub fn of(p: &Package) -> PackageFit {
-        PackageFit {
-            memory: p.memory,
-            brand: p.brand.clone(),
-        }
-    }
-
-    /// Whether the image with manifest `m` accepts the package (module doc).
-    pub fn accepts(&self, m: &Manifest) -> bool {
-        self.fits(&Requirements::of(m))
-    }
-
-    /// [`PackageFit::accepts`] on the parts of `requirements` it reads.
-    pub fn fits(&self, reqs: &Requirements) -> bool {
-        reqs.min_ram.is_none_or(|min| min <= self.memory)
-            && reqs.max_ram.is_none_or(|max| max >= self.memory)
-            && match (&self.brand, &reqs.brand) {
-                (Some(want), Some(have)) => want == have,
-                _ => true,
-            }
     }
 }
 

@@ -122,8 +122,7 @@ impl Report {
 }
 
 fn expired(ts: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> bool {
-    ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| t < now)
+    ts.and_then(crate::time::parse).is_some_and(|t| t < now)
 }
 
 fn file_len(p: &std::path::Path) -> u64 {

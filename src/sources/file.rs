@@ -5,8 +5,8 @@
 
 use super::client::{Delivery, FetchError};
 use super::{remote_image, FileLoc, RemoteImage};
+use crate::codec;
 use crate::manifest::Manifest;
-use crate::service::pipe;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -34,7 +34,7 @@ fn file_for(dir: &Path, stem: &str, raw: &Manifest) -> PathBuf {
         .and_then(|f| f.get("compression"))
         .and_then(|v| v.as_str())
         .unwrap_or("none");
-    let ext = pipe::extension(compression);
+    let ext = codec::extension(compression);
     let candidates = [
         dir.join(format!("{stem}.zfs{ext}")),
         dir.join(format!("{stem}.zvol{ext}")),
@@ -103,7 +103,7 @@ pub async fn read(path: &Path, size: Option<u64>, to: &Delivery) -> Result<(), F
         if (to.stop)() {
             return Err(FetchError::Stopped);
         }
-        let mut buf = vec![0u8; pipe::CHUNK];
+        let mut buf = vec![0u8; codec::CHUNK];
         let mut n = 0;
         while n < buf.len() {
             let k = f.read(&mut buf[n..]).await.map_err(|e| local(path, e))?;

@@ -1,7 +1,7 @@
 //! IMGAPI sources: `GET BASE/images` (paged with `limit`/`marker`),
 //! `GET BASE/images/:uuid` and `GET BASE/images/:uuid/file`, each with the
 //! source's `?channel=` when it has one. Another imgstore's peer listener
-//! (`src/peer.rs`) is such a source.
+//! (`src/server/peer.rs`) is such a source.
 
 use super::client::{self, FetchError, Http};
 use super::{remote_image, FileLoc, RemoteImage};

@@ -25,6 +25,7 @@ pub mod dsapi;
 pub mod file;
 pub mod imgapi;
 
+use crate::config::SourceTarget;
 pub use crate::config::{SourceConfig, SourceKind};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -43,25 +44,7 @@ pub const AVAIL_TTL: Duration = Duration::from_secs(60);
 pub struct Source {
     /// As configured; the URL string is the source's identity.
     pub spec: SourceConfig,
-    target: Target,
-}
-
-#[derive(Debug, Clone)]
-enum Target {
-    Imgapi {
-        /// Scheme and authority plus path, without a trailing `/`.
-        base: String,
-        channel: Option<String>,
-    },
-    Dsapi {
-        /// The URL the index is read from, as given (less `?channel=`).
-        index: String,
-        /// `index` without a trailing `/`: files are at `BASE/UUID/PATH`.
-        base: String,
-    },
-    File {
-        dir: PathBuf,
-    },
+    target: SourceTarget,
 }
 
 /// Where an image's file is.
@@ -142,81 +125,18 @@ fn remote_image(
     })
 }
 
-/// Splits `?channel=` off an http(s) URL; any other query parameter is an
-/// error (nothing else is understood, so silently dropping it would hide a
-/// mistake).
-fn split_channel(url: &str) -> std::result::Result<(String, Option<String>), String> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), None));
-    };
-    let mut channel = None;
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        match &*k {
-            "channel" if !v.is_empty() => channel = Some(v.into_owned()),
-            other => {
-                return Err(format!(
-                "url {url:?}: query parameter {other:?} is not understood (only ?channel=NAME is)"
-            ))
-            }
-        }
-    }
-    Ok((base.to_string(), channel))
-}
-
 impl Source {
-    /// Parses and checks a configured source.
+    /// Parses and checks a configured source (see [`SourceConfig::target`]);
+    /// the URL is kept trimmed.
     ///
     /// # Errors
     /// A message naming the problem: not an http(s) URL (imgapi, dsapi), not
     /// an absolute path (file), a query parameter other than `channel`.
     pub fn parse(spec: &SourceConfig) -> std::result::Result<Source, String> {
-        let url = spec.url.trim();
-        if url.is_empty() {
-            return Err("url is empty".into());
-        }
-        let target = match spec.kind {
-            SourceKind::File => {
-                let path = url.strip_prefix("file://").unwrap_or(url);
-                let dir = PathBuf::from(path);
-                if !dir.is_absolute() || path.contains('?') {
-                    return Err(format!(
-                        "url {url:?}: a file source is an absolute directory path (or file:///dir)"
-                    ));
-                }
-                Target::File { dir }
-            }
-            SourceKind::Imgapi | SourceKind::Dsapi => {
-                let (base, channel) = split_channel(url)?;
-                let uri: hyper::Uri = base
-                    .parse()
-                    .map_err(|e| format!("url {url:?} is not a valid URL: {e}"))?;
-                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                    return Err(format!(
-                        "url {url:?}: expected an http:// or https:// URL with a host"
-                    ));
-                }
-                let trimmed = base.trim_end_matches('/').to_string();
-                if spec.kind == SourceKind::Imgapi {
-                    Target::Imgapi {
-                        base: trimmed,
-                        channel,
-                    }
-                } else {
-                    Target::Dsapi {
-                        index: base,
-                        base: trimmed,
-                    }
-                }
-            }
-        };
-        if spec.insecure && !url.starts_with("https://") {
-            return Err(format!(
-                "url {url:?}: insecure only applies to https:// sources"
-            ));
-        }
+        let target = spec.target()?;
         Ok(Source {
             spec: SourceConfig {
-                url: url.to_string(),
+                url: spec.url.trim().to_string(),
                 kind: spec.kind,
                 insecure: spec.insecure,
             },
@@ -243,13 +163,13 @@ impl Source {
     /// The source did not answer, or answered something unusable.
     pub async fn list(&self, http: &Http) -> std::result::Result<Vec<RemoteImage>, FetchError> {
         match &self.target {
-            Target::Imgapi { base, channel } => {
+            SourceTarget::Imgapi { base, channel } => {
                 imgapi::list(http, base, channel.as_deref(), self.spec.insecure).await
             }
-            Target::Dsapi { index, base } => {
+            SourceTarget::Dsapi { index, base } => {
                 dsapi::list(http, index, base, self.spec.insecure).await
             }
-            Target::File { dir } => file::list(dir.clone()).await,
+            SourceTarget::File { dir } => file::list(dir.clone()).await,
         }
     }
 
@@ -263,10 +183,10 @@ impl Source {
         uuid: &str,
     ) -> std::result::Result<Option<RemoteImage>, FetchError> {
         match &self.target {
-            Target::Imgapi { base, channel } => {
+            SourceTarget::Imgapi { base, channel } => {
                 imgapi::get(http, base, channel.as_deref(), self.spec.insecure, uuid).await
             }
-            Target::Dsapi { .. } | Target::File { .. } => Ok(self
+            SourceTarget::Dsapi { .. } | SourceTarget::File { .. } => Ok(self
                 .list(http)
                 .await?
                 .into_iter()
@@ -277,7 +197,7 @@ impl Source {
     /// Whether [`Source::get`] reads the whole list (DSAPI index, directory),
     /// so that looking up a chain should read it once ([`Catalog`]).
     fn lists_everything(&self) -> bool {
-        !matches!(self.target, Target::Imgapi { .. })
+        !matches!(self.target, SourceTarget::Imgapi { .. })
     }
 
     /// Streams the image's file into `to`, in order, each byte once. HTTP
@@ -615,7 +535,7 @@ mod tests {
         ))
         .unwrap();
         match &s.target {
-            Target::Imgapi { base, channel } => {
+            SourceTarget::Imgapi { base, channel } => {
                 assert_eq!(base, "https://images.example.com");
                 assert_eq!(channel.as_deref(), Some("dev"));
             }
@@ -623,7 +543,7 @@ mod tests {
         }
         let s = Source::parse(&spec("http://h:8080/datasets/", SourceKind::Dsapi)).unwrap();
         match &s.target {
-            Target::Dsapi { index, base } => {
+            SourceTarget::Dsapi { index, base } => {
                 assert_eq!(index, "http://h:8080/datasets/");
                 assert_eq!(base, "http://h:8080/datasets");
             }

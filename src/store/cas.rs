@@ -394,7 +394,7 @@ impl Cas {
 }
 
 /// Bytes an ingest hands to the digests and the disk at a time.
-pub const CHUNK: usize = 1 << 20;
+pub use crate::codec::CHUNK;
 
 /// The alignment O_DIRECT wants of buffers, offsets and lengths: 4 KiB
 /// covers every logical block size in use (512 and 4096).

@@ -42,7 +42,7 @@
 //!
 //! Writes are blocking: callers run them on the blocking pool.
 
-use super::records;
+use super::{layout, records};
 use crate::manifest::Manifest;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -135,7 +135,7 @@ pub struct Fields {
 }
 
 /// The parts of a manifest's `requirements` that decide whether a package
-/// fits (see `service::packages::PackageFit`): each is `None` when absent,
+/// fits (see `service::filter::PackageFit`): each is `None` when absent,
 /// of another type, or when `requirements` is not an object.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Requirements {
@@ -407,13 +407,13 @@ impl Meta {
     /// removed, or sled cannot be opened even after moving a broken
     /// database aside.
     pub fn open(data_dir: &Path) -> Result<Meta, String> {
-        let records = data_dir.join("manifests");
+        let records = layout::records(data_dir);
         records::open_dir(&records)?;
         // Before anything can change: from here on, whatever happens, the
         // next start runs the full check unless this run stops cleanly.
         let marker =
             take_clean_marker(&records).map_err(|e| format!("{}: {e}", records.display()))?;
-        let db_path = data_dir.join("db");
+        let db_path = layout::db(data_dir);
         // sled 0.34 may panic rather than return an error on a damaged
         // database (peers.md section D, #1533): both count as "cannot be
         // opened", and so does a panic while reading it back.
@@ -427,10 +427,7 @@ impl Meta {
             Err(Broken::Db(e)) => {
                 // The records are the truth: keep the broken database for a
                 // post-mortem and start a fresh one, rebuilt from them.
-                let aside = data_dir.join(format!(
-                    "db.broken-{}",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                ));
+                let aside = layout::broken_db(data_dir);
                 tracing::error!(error = %e, moved_to = %aside.display(), "sled database cannot be opened; rebuilding it from the manifest records");
                 if db_path.exists() {
                     fs::rename(&db_path, &aside).map_err(|e2| {
@@ -457,7 +454,7 @@ impl Meta {
     /// records, not an older copy or one from elsewhere.
     fn with_db(db: sled::Db, records: PathBuf, marker: Option<&[u8]>) -> Result<Meta, Broken> {
         let images = db
-            .open_tree("images")
+            .open_tree(layout::tree::IMAGES)
             .map_err(|e| Broken::Db(e.to_string()))?;
         let token = db
             .get(CLEAN_TOKEN_KEY)
@@ -910,7 +907,7 @@ pub type RawTree = Vec<(Vec<u8>, Vec<u8>)>;
 /// The database does not exist, cannot be opened or read (a panic counts
 /// as an error).
 pub fn inspect_trees(data_dir: &Path, trees: &[&str]) -> Result<Vec<RawTree>, String> {
-    let path = data_dir.join("db");
+    let path = layout::db(data_dir);
     if !path.exists() {
         return Err(format!("sled database {} does not exist", path.display()));
     }

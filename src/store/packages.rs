@@ -15,7 +15,7 @@
 //!
 //! Every package is held in memory too: a node has tens of them.
 
-use super::records;
+use super::{layout, records};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -76,7 +76,7 @@ impl PackageStore {
     /// The records directory cannot be read, a record or the journal cannot
     /// be parsed or written, or sled fails.
     pub fn open(data_dir: &Path, tree: sled::Tree) -> Result<PackageStore, String> {
-        let dir = data_dir.join("packages");
+        let dir = layout::packages(data_dir);
         records::open_dir(&dir)?;
         let store = PackageStore {
             tree,

@@ -4,7 +4,7 @@
 //!
 //! Requests hyper cannot parse as HTTP at all (a broken request line or
 //! header, a bad Content-Length) are refused by hyper itself before any
-//! route runs; `hyper_errors.rs` turns its bare status into the same JSON
+//! route runs; `conn.rs` turns its bare status into the same JSON
 //! error shape, and the test checks both.
 
 use crate::common::*;
@@ -436,7 +436,7 @@ fn corpus_of_bad_requests_gets_json_4xx_and_the_daemon_keeps_serving() {
     }
 
     // Requests hyper refuses before routing: hyper's own 4xx, rewritten to
-    // JSON (`hyper_errors.rs`) with a message saying what was wrong, then
+    // JSON (`conn.rs`) with a message saying what was wrong, then
     // still serving.
     let huge = "b".repeat(200_000);
     let framing: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
@@ -535,7 +535,7 @@ fn corpus_of_bad_requests_gets_json_4xx_and_the_daemon_keeps_serving() {
     assert_eq!(d.get(&format!("/images/{active}/file")).body, b"bytes");
     d.get("/state").expect(200, None);
     println!(
-        "hostile corpus: {n} bad requests answered with JSON 4xx by the router, {} unparseable ones by hyper_errors; daemon still serving",
+        "hostile corpus: {n} bad requests answered with JSON 4xx by the router, {} unparseable ones by conn::HyperErrors; daemon still serving",
         framing.len()
     );
 }

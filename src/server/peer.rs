@@ -14,7 +14,9 @@
 //! permissions are the daemon's access control, and TCP has none. There is
 //! no TLS either; put a proxy in front to serve beyond a trusted network.
 
-use crate::api::{self, Peer};
+use crate::access::Peer;
+use crate::api;
+use crate::conn::{self, HyperErrors, WriteDeadline};
 use crate::error::Error;
 use crate::service::Service;
 use hyper::service::service_fn;
@@ -124,9 +126,8 @@ pub async fn serve(
         let header_timeout = limits.header_timeout_secs;
         // The same connection hygiene as the socket: a write deadline for
         // clients that stop reading, JSON for what hyper refuses itself.
-        let (stream, returned) = crate::hyper_errors::HyperErrors::new(
-            crate::server::WriteDeadline::new(stream, limits.idle_timeout()),
-        );
+        let (stream, returned) =
+            HyperErrors::new(WriteDeadline::new(stream, limits.idle_timeout()));
         let svc = svc.clone();
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -143,7 +144,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %remote, error = %e, "peer connection ended with an error");
                 if e.is_timeout() {
-                    crate::hyper_errors::timed_out(&returned, header_timeout).await;
+                    conn::timed_out(&returned, header_timeout).await;
                 }
             }
             drop(permit);

@@ -3,21 +3,23 @@
 //!
 //! Ownership follows cloud-hypervisor's pattern: an exclusive `flock` on
 //! `<data_dir>/imgstore.lock` (holding our pid, so a refused second daemon can
-//! name the holder) and another on `<socket>.lock`; a stale socket left by a
+//! name the holder; see [`PidLock`]) and another on `<socket>.lock`; a stale socket left by a
 //! crash is removed only while holding the latter. The socket is created
 //! under a restrictive umask and then given its configured mode and group,
 //! so it is never briefly more open than configured.
 
-use crate::api::{self, Peer};
+pub mod peer;
+
+use crate::access::{self, Peer};
+use crate::api;
 use crate::config::Config;
+use crate::conn::{self, HyperErrors, WriteDeadline};
 use crate::log::LevelHandle;
 use crate::service::Service;
+use crate::store::layout::{self, PidLock};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use nix::fcntl::{Flock, FlockArg};
-use std::fs::File;
-use std::io::{Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,118 +32,6 @@ use tokio::sync::{mpsc, Semaphore};
 pub enum Control {
     Shutdown,
     Reload,
-}
-
-/// An exclusive lock on a file that holds the owner's pid.
-pub struct PidLock {
-    _lock: Flock<File>,
-    path: PathBuf,
-}
-
-impl PidLock {
-    /// Takes the lock without waiting.
-    ///
-    /// # Errors
-    /// Another process holds it (the message names its pid), or the file
-    /// cannot be opened.
-    pub fn acquire(path: &Path, what: &str) -> Result<PidLock, String> {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| format!("lock file {}: {e}", path.display()))?;
-        // A daemon killed a moment ago can leave the lock with a child it
-        // was starting (an open file description is shared until exec):
-        // when the pid recorded in the file is dead, wait for the lock
-        // instead of refusing at once.
-        let started = std::time::Instant::now();
-        let mut file = file;
-        let mut first_holders: Option<Vec<String>> = None;
-        let mut lock = loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(l) => break l,
-                Err((mut f, _)) => {
-                    let mut pid = String::new();
-                    let _ = f.rewind();
-                    let _ = f.read_to_string(&mut pid);
-                    let pid = pid.trim().to_string();
-                    let dead = pid.parse::<i32>().is_ok_and(|p| {
-                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
-                            == Err(nix::errno::Errno::ESRCH)
-                    });
-                    if dead && first_holders.is_none() {
-                        first_holders = Some(lock_holders(path));
-                    }
-                    if dead && started.elapsed() < LOCK_WAIT_FOR_DEAD_HOLDER {
-                        std::thread::sleep(Duration::from_millis(20));
-                        file = f;
-                        continue;
-                    }
-                    let holders = lock_holders(path);
-                    return Err(format!(
-                        "{what} is in use by another imgstore daemon (pid {}{}, lock {}){}",
-                        if pid.is_empty() { "unknown" } else { &pid },
-                        if dead { ", which has exited" } else { "" },
-                        path.display(),
-                        if dead && !holders.is_empty() {
-                            format!("; still held by {}", holders.join(", "))
-                        } else {
-                            String::new()
-                        }
-                    ));
-                }
-            }
-        };
-        if started.elapsed() > Duration::from_millis(100) {
-            tracing::warn!(lock = %path.display(), waited_ms = started.elapsed().as_millis() as u64, holders = ?first_holders, "waited for the lock of a daemon that had exited");
-        }
-        let write = |f: &mut File| -> std::io::Result<()> {
-            f.set_len(0)?;
-            f.rewind()?;
-            writeln!(f, "{}", std::process::id())?;
-            f.sync_all()
-        };
-        write(&mut lock).map_err(|e| format!("lock file {}: {e}", path.display()))?;
-        Ok(PidLock {
-            _lock: lock,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// How long a start waits for a lock whose recorded owner has exited.
-const LOCK_WAIT_FOR_DEAD_HOLDER: Duration = Duration::from_secs(10);
-
-/// Processes that have `path` open, as "pid (command)" (Linux /proc; empty
-/// elsewhere), for the message when a lock stays held.
-fn lock_holders(path: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for p in procs.flatten() {
-        let pid = p.file_name().to_string_lossy().into_owned();
-        if pid.parse::<u32>().is_err() {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-            continue;
-        };
-        if fds
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
-        {
-            let cmd = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
-            out.push(format!("{pid} ({})", cmd.trim()));
-        }
-    }
-    out
 }
 
 /// A daemon that owns its data dir and socket and is ready to serve.
@@ -165,7 +55,7 @@ pub fn bind(config: Config) -> Result<Bound, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
     let data_lock = PidLock::acquire(
-        &config.data_dir.join("imgstore.lock"),
+        &layout::lock(&config.data_dir),
         &format!("data dir {}", config.data_dir.display()),
     )?;
     let socket = config.socket.clone();
@@ -195,7 +85,7 @@ pub fn bind(config: Config) -> Result<Bound, String> {
             .ok_or_else(|| format!("socket_group {:?}: no such group", config.socket_group))?;
         Some(g.gid)
     };
-    let peer = crate::peer::bind(&config.peer.listen)?;
+    let peer = peer::bind(&config.peer.listen)?;
     let svc = Service::open(config)?;
     // Holding the socket lock, a leftover socket can only be a crashed
     // daemon's.
@@ -267,7 +157,7 @@ pub async fn run(
         ..
     } = bound;
     let (stop_peer, peer_stopped) = tokio::sync::watch::channel(false);
-    let peer_task = peer.map(|l| tokio::spawn(crate::peer::serve(l, svc.clone(), peer_stopped)));
+    let peer_task = peer.map(|l| tokio::spawn(peer::serve(l, svc.clone(), peer_stopped)));
     let mut max_conns = svc.limits().max_connections;
     let permits = Arc::new(Semaphore::new(max_conns));
     let graceful = GracefulShutdown::new();
@@ -319,20 +209,18 @@ pub async fn run(
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
                 pid: c.pid(),
-                groups: crate::access::peer_groups(&stream).into(),
+                groups: access::peer_groups(&stream).into(),
             })
             .unwrap_or_default();
         let limits = svc.limits();
         let svc = svc.clone();
         // hyper's own head limit is a backstop well above ours: a head
         // between the two gets a JSON 431 from `api::check_head`, one past
-        // hyper's gets hyper's 431, turned into JSON by `hyper_errors`.
+        // hyper's gets hyper's 431, turned into JSON by `conn::HyperErrors`.
         let hyper_head_limit = limits.max_header_bytes.saturating_mul(4).max(64 * 1024);
         let header_timeout = limits.header_timeout_secs;
-        let (stream, returned) = crate::hyper_errors::HyperErrors::new(WriteDeadline::new(
-            stream,
-            limits.idle_timeout(),
-        ));
+        let (stream, returned) =
+            HyperErrors::new(WriteDeadline::new(stream, limits.idle_timeout()));
         let conn =
             hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -354,7 +242,7 @@ pub async fn run(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
                 if e.is_timeout() {
-                    crate::hyper_errors::timed_out(&returned, header_timeout).await;
+                    conn::timed_out(&returned, header_timeout).await;
                 }
             }
             drop(permit);
@@ -448,111 +336,6 @@ pub fn reload(svc: &Arc<Service>, new: Result<Config, String>, level: &LevelHand
 
 /// hyper's default read buffer limit (8 KiB + 100 × 4 KiB).
 const DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
-
-/// A connection whose writes may not stay blocked longer than `timeout`:
-/// a client that stops reading a response (or reads a byte a minute) is
-/// cut off instead of holding a connection, a file and a blocking reader
-/// thread forever. Reads are not limited here: hyper's header timeout and
-/// the body timeouts in the handlers bound them.
-pub struct WriteDeadline<S> {
-    inner: S,
-    timeout: Duration,
-    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<S> WriteDeadline<S> {
-    pub fn new(inner: S, timeout: Duration) -> WriteDeadline<S> {
-        WriteDeadline {
-            inner,
-            timeout,
-            sleep: None,
-        }
-    }
-
-    /// Turns a `Pending` write into a timeout error once it has been
-    /// pending for `timeout`; any progress resets the clock.
-    fn check<T>(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        r: std::task::Poll<std::io::Result<T>>,
-    ) -> std::task::Poll<std::io::Result<T>> {
-        use std::future::Future;
-        use std::task::Poll;
-        match r {
-            Poll::Ready(r) => {
-                self.sleep = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                let timeout = self.timeout;
-                let sleep = self
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if sleep.as_mut().poll(cx).is_ready() {
-                    self.sleep = None;
-                    Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "client did not read for {} s (limits.idle_timeout_secs)",
-                            timeout.as_secs()
-                        ),
-                    )))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
-    }
-}
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.check(cx, r)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.check(cx, r)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
-        self.check(cx, r)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 /// Turns SIGTERM/SIGINT/SIGHUP into [`Control`] messages. signal-hook runs
 /// its own thread, so no signal is lost while the runtime is busy.

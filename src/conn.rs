@@ -1,4 +1,9 @@
-//! JSON for the errors hyper answers by itself.
+//! Per-connection plumbing shared by the Unix socket ([`crate::server`])
+//! and the peer listener ([`crate::server::peer`]), so both treat a
+//! client alike: a deadline on writes ([`WriteDeadline`]) and JSON for the
+//! errors hyper answers by itself ([`HyperErrors`]).
+//!
+//! # JSON for hyper's own errors
 //!
 //! A request hyper cannot parse as HTTP/1.1 (a broken request line or
 //! header, bad framing, a head over hyper's own size limit) never reaches
@@ -28,6 +33,7 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// How much of a request head is kept to explain a parse error.
@@ -304,6 +310,104 @@ pub async fn timed_out<S: AsyncWrite + Unpin>(slot: &Slot<S>, timeout_secs: u64)
         io.shutdown().await
     })
     .await;
+}
+
+/// A connection whose writes may not stay blocked longer than `timeout`:
+/// a client that stops reading a response (or reads a byte a minute) is
+/// cut off instead of holding a connection, a file and a blocking reader
+/// thread forever. Reads are not limited here: hyper's header timeout and
+/// the body timeouts in the handlers bound them.
+pub struct WriteDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, timeout: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+
+    /// Turns a `Pending` write into a timeout error once it has been
+    /// pending for `timeout`; any progress resets the clock.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        use std::future::Future;
+        match r {
+            Poll::Ready(r) => {
+                self.sleep = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    self.sleep = None;
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "client did not read for {} s (limits.idle_timeout_secs)",
+                            timeout.as_secs()
+                        ),
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
