@@ -11,14 +11,15 @@
 //!   `?action=update` ([`apply_update`]), i.e. which fields a client may set,
 //!   which the server owns, and the defaults;
 //! - the v1 ("dsmanifest", DSAPI) to v2 upgrade ([`upgrade_v1`]);
-//! - the field lists other code needs: [`MUTABLE_FIELDS`], [`INHERITED_FIELDS`].
+//! - the field lists other code needs: [`MUTABLE_FIELDS`], [`INHERITED_FIELDS`];
+//! - a typed, read-only view of a file entry: [`FileEntry`].
 //!
 //! It does no I/O. Whatever needs the store (does the origin exist, is the uuid
 //! free, may this caller see that image) is the service layer's job.
 //!
 //! # Layout
 //! - this file: the public API ([`Manifest`], [`FieldError`], the field and
-//!   value lists) and the canonical field order. Everything
+//!   value lists, [`FileEntry`]) and the canonical field order. Everything
 //!   the submodules offer is re-exported here, so callers write
 //!   `crate::manifest::X` and never name a submodule;
 //! - `validate.rs`: [`validate()`] and the rule for each field;
@@ -221,6 +222,58 @@ fn canonical_order(m: Manifest) -> Manifest {
     entries.into_iter().collect()
 }
 
+/// A typed, read-only view of one `files[]` entry: the image's file as the
+/// store holds it.
+///
+/// It reads, it does not judge: [`validate()`] is what guarantees a stored
+/// manifest's entry is well formed (40-hex `sha1`, a positive `size`, a known
+/// `compression`, a checked `digest`), so for a stored manifest the view
+/// always exists when the image has a file. Keys it does not know are
+/// ignored here (validate() refuses them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// SHA-1 of the file as stored (compressed), lowercase hex.
+    pub sha1: String,
+    /// Size of the file as stored, in bytes.
+    pub size: u64,
+    /// One of [`COMPRESSIONS`].
+    pub compression: String,
+    /// SHA-256 of the file, lowercase hex: `digest` without its `sha256:`
+    /// prefix, when the entry has one.
+    pub sha256: Option<String>,
+    /// The ZFS guid of the snapshot the file was sent from, when known.
+    pub dataset_guid: Option<String>,
+}
+
+impl FileEntry {
+    /// `files[0]` of `m`: the image's file (IMGAPI allows one).
+    ///
+    /// `None` when the manifest has no file (no `files`, or an empty array),
+    /// or when its entry lacks `sha1`, `size` or `compression` or holds one
+    /// with the wrong JSON type, which [`validate()`] refuses.
+    pub fn of(m: &Manifest) -> Option<FileEntry> {
+        FileEntry::from_value(m.get("files")?.get(0)?)
+    }
+
+    /// One `files[]` entry, read as [`FileEntry::of`] reads `files[0]`.
+    pub fn from_value(entry: &Value) -> Option<FileEntry> {
+        let e = entry.as_object()?;
+        let string = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(FileEntry {
+            sha1: string("sha1")?,
+            // The same reading validate() applies: `16384.0` is a count too.
+            size: e.get("size").and_then(text::as_count)?,
+            compression: string("compression")?,
+            sha256: e
+                .get("digest")
+                .and_then(Value::as_str)
+                .and_then(|d| d.strip_prefix("sha256:"))
+                .map(str::to_string),
+            dataset_guid: string("dataset_guid"),
+        })
+    }
+}
+
 /// Manifests the tests of every submodule start from.
 #[cfg(test)]
 mod fixtures {
@@ -309,6 +362,7 @@ mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::build::CREATE_NOT_ALLOWED;
+    use super::fixtures::*;
     use super::text::is_uuid;
     use super::validate::{REQUIRED_FIELDS, ZVOL_FIELDS};
     use super::*;
@@ -360,5 +414,63 @@ mod tests {
         assert_eq!(sorted.len(), FIELDS.len(), "duplicate in FIELDS");
         assert_eq!(COMPRESSIONS, &["none", "gzip", "bzip2", "xz", "zstd"]);
         assert!(is_uuid(NIL_UUID));
+    }
+
+    #[test]
+    fn file_entry_reads_files_0() {
+        let m = active_zone();
+        assert_eq!(
+            FileEntry::of(&m),
+            Some(FileEntry {
+                sha1: SHA1.into(),
+                size: 121737890,
+                compression: "gzip".into(),
+                sha256: Some("a".repeat(64)),
+                dataset_guid: Some("1234567890".into()),
+            })
+        );
+        // Optional keys may be absent; an integral float is a size.
+        let e = json!({"sha1": SHA1, "size": 5.0, "compression": "none"});
+        let f = FileEntry::from_value(&e).unwrap();
+        assert_eq!((f.size, f.sha256, f.dataset_guid), (5, None, None));
+        // A digest that is not SHA-256 gives no sha256.
+        let e = json!({"sha1": SHA1, "size": 5, "compression": "none", "digest": "md5:x"});
+        assert_eq!(FileEntry::from_value(&e).unwrap().sha256, None);
+    }
+
+    #[test]
+    fn file_entry_is_none_without_a_usable_file() {
+        assert_eq!(FileEntry::of(&minimal()), None);
+        let mut m = minimal();
+        m.insert("files".into(), json!([]));
+        assert_eq!(FileEntry::of(&m), None);
+        for bad in [
+            json!({"size": 1, "compression": "none"}),
+            json!({"sha1": SHA1, "compression": "none"}),
+            json!({"sha1": SHA1, "size": 1}),
+            json!({"sha1": 1, "size": 1, "compression": "none"}),
+            json!({"sha1": SHA1, "size": -1, "compression": "none"}),
+            json!({"sha1": SHA1, "size": "1", "compression": "none"}),
+            json!("not an object"),
+        ] {
+            assert_eq!(FileEntry::from_value(&bad), None, "{bad}");
+            m.insert("files".into(), json!([bad]));
+            assert_eq!(FileEntry::of(&m), None);
+        }
+    }
+
+    #[test]
+    fn every_valid_file_entry_has_a_view() {
+        for c in COMPRESSIONS {
+            let file = json!({"sha1": SHA1, "size": 1, "compression": c});
+            let mut m = active_zone();
+            m.insert("files".into(), json!([file]));
+            assert_eq!(validate(&m), vec![]);
+            let f = FileEntry::of(&m).unwrap();
+            assert_eq!(
+                (f.sha1.as_str(), f.size, f.compression.as_str()),
+                (SHA1, 1, *c)
+            );
+        }
     }
 }
