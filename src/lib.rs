@@ -19,7 +19,6 @@
 //! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
 //! - [`cli`]: the command line: `serve`, and the imgadm-style client verbs
 //!   that talk to the daemon's socket.
-//! - [`cli_packages`]: the client side of `imgstore packages ...`.
 //!
 //! The binary (`src/main.rs`) is thin: `imgstore serve` runs the daemon, and
 //! the other verbs are a client of its socket ([`cli`]).
@@ -27,7 +26,6 @@
 pub mod access;
 pub mod api;
 pub mod cli;
-pub mod cli_packages;
 pub mod config;
 pub mod error;
 pub mod hyper_errors;
