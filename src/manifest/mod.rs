@@ -65,7 +65,7 @@ pub use validate::validate;
 use serde_json::{Map, Value};
 
 /// A manifest is kept as plain JSON so that unknown or future fields survive a
-/// round trip untouched until [`validate`] has judged them.
+/// round trip untouched until [`validate()`] has judged them.
 pub type Manifest = Map<String, Value>;
 
 /// One problem with one field, in IMGAPI's `errors[]` shape.

@@ -128,7 +128,7 @@ pub(super) fn is_http_url(s: &str) -> bool {
 
 /// Format an instant the way `published_at` and `expires_at` are stored
 /// (`YYYY-MM-DDTHH:MM:SS.sssZ`, JavaScript's `toISOString`), so the service
-/// layer never has to know the format [`validate`] enforces.
+/// layer never has to know the format [`validate`](super::validate()) enforces.
 pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
