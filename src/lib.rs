@@ -32,7 +32,6 @@
 //!   IMGAPI subset to other nodes.
 //! - [`cli`]: the command line: `serve`, and the imgadm-style client verbs
 //!   that talk to the daemon's socket.
-//! - [`cli_packages`]: the client side of `imgstore packages ...`.
 //!
 //! The binary (`src/main.rs`) is thin: `imgstore serve` runs the daemon, and
 //! the other verbs are a client of its socket ([`cli`]).
@@ -40,7 +39,6 @@
 pub mod access;
 pub mod api;
 pub mod cli;
-pub mod cli_packages;
 pub mod codec;
 pub mod config;
 pub mod conn;

@@ -592,6 +592,18 @@ mod tests {
         assert_eq!((s, b.len()), (204, 0));
     }
 
+    /// The cases the packages verbs' own client was tested with, before they
+    /// moved to this one.
+    #[test]
+    fn responses_are_split_and_dechunked() {
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n[]";
+        assert_eq!(parse(raw), (200, b"[]".to_vec()));
+        let raw = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n";
+        assert_eq!(parse(raw), (404, b"{\"a\":1}".to_vec()));
+        let mut r = std::io::Cursor::new(b"HTTP/1.1 200 OK\r\n".to_vec());
+        assert!(read_final_head(&mut r).is_err());
+    }
+
     #[test]
     fn interim_answers_are_skipped() {
         let (s, b) = parse(

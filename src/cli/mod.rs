@@ -3,6 +3,7 @@
 //!
 //! - [`client`]: blocking HTTP/1.1 over the Unix socket, streaming bodies.
 //! - [`output`]: tables, `-H`, `-o`, `-s`, `-j`, imgadm-style filters.
+//! - [`packages`]: `packages load|list|get` and the bootstrap file formats.
 //! - [`progress`]: bar on a terminal, periodic lines otherwise, `-q`.
 //! - [`task`]: following a daemon task to its end; Ctrl-C handling.
 //! - [`verbs`]: one function per verb.
@@ -13,6 +14,7 @@
 
 pub mod client;
 pub mod output;
+pub mod packages;
 pub mod progress;
 pub mod task;
 mod verbs;
@@ -124,7 +126,7 @@ Examples:
     #[command(subcommand)]
     Task(TaskCmd),
     /// Packages (the sizes VMs get): load a bootstrap file, list, get.
-    Packages(crate::cli_packages::PackagesArgs),
+    Packages(packages::PackagesArgs),
     /// Check a stopped daemon's store, and with --repair fix what can be
     /// fixed without losing data (while the daemon runs: GET /state and
     /// POST /state?action=repair). Exits 0 when no error remains, 2 when

@@ -8,6 +8,9 @@
 //! - `-j`: the full objects as a JSON array (after filtering and sorting),
 //!   ignoring `-o`.
 //!
+//! [`aligned`] is the column layout alone, for verbs that make their own
+//! cells (`packages`).
+//!
 //! Filters are imgadm's: `field=value` (equal) and `field=~substr`
 //! (contains), ANDed. Field names are dotted paths into the objects
 //! (`tags.role`, `files.0.size`); for installed images (`{manifest, zpool,
@@ -203,19 +206,29 @@ pub fn table(items: &[Value], cols: &[String], header: bool) -> String {
         return out;
     }
     let head: Vec<String> = cols.iter().map(|c| c.to_uppercase()).collect();
-    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+    aligned(&std::iter::once(head).chain(rows).collect::<Vec<_>>())
+}
+
+/// Lays out lines of cells in columns two spaces apart, each as wide as its
+/// widest cell, without trailing blanks; every line ends with a newline.
+/// The caller decides whether the first line is a header.
+pub fn aligned(lines: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for l in lines {
+        for (i, c) in l.iter().enumerate() {
+            let n = c.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(n),
+                None => widths.push(n),
+            }
         }
     }
-    for r in std::iter::once(&head).chain(rows.iter()) {
+    let mut out = String::new();
+    for l in lines {
         let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(c);
+        for (i, c) in l.iter().enumerate() {
+            line.push_str(c);
+            if i + 1 < l.len() {
                 let pad = widths[i] - c.chars().count() + 2;
                 line.extend(std::iter::repeat_n(' ', pad));
             }

@@ -43,7 +43,7 @@ pub fn dispatch(cmd: Cmd, conn: &Conn) -> Result<()> {
         Cmd::Image(c) => image(conn, c),
         Cmd::Tasks(a) => tasks(conn, a),
         Cmd::Task(c) => task_cmd(conn, c),
-        Cmd::Packages(a) => crate::cli_packages::run(a, &conn.socket()?).map_err(CliError::local),
+        Cmd::Packages(a) => super::packages::run(a, &conn.client()?),
     }
 }
 

@@ -6,6 +6,8 @@
 //! when an assertion fails.
 
 use crate::common::*;
+// Lives in common/zfs.rs; re-exported for `crate::fullness::SmallPool`.
+pub use crate::common::zfs::SmallPool;
 use serde_json::json;
 use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -154,46 +156,6 @@ fn full_data_dir_gives_507_removes_the_temp_file_and_keeps_serving() {
         "full disk: 507 InsufficientStorage up front and mid-ingest, 0 temp files left, {} images intact",
         d.get("/images").json().as_array().unwrap().len()
     );
-}
-
-/// A pool of our own on a file, destroyed on drop (never the test pool).
-/// Tests that install use one, so that their transient `-partial` datasets
-/// never meet another test's "no partial dataset in the pool" check.
-pub struct SmallPool {
-    pub name: String,
-    file: PathBuf,
-}
-
-impl SmallPool {
-    pub fn create(dir: &Path, mib: u64) -> SmallPool {
-        let name = format!("imgstore-own-{}", &uuid::Uuid::new_v4().to_string()[..8]);
-        let file = dir.join(format!("{name}.img"));
-        std::fs::File::create(&file)
-            .unwrap()
-            .set_len(mib << 20)
-            .unwrap();
-        let out = Command::new("zpool")
-            .args(["create", "-m", "none", &name])
-            .arg(&file)
-            .output()
-            .expect("running zpool");
-        assert!(
-            out.status.success(),
-            "zpool create {name} on {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallPool { name, file }
-    }
-}
-
-impl Drop for SmallPool {
-    fn drop(&mut self) {
-        let _ = Command::new("zpool")
-            .args(["destroy", "-f", &self.name])
-            .status();
-        let _ = std::fs::remove_file(&self.file);
-    }
 }
 
 #[test]

@@ -12,7 +12,6 @@ mod hostile;
 mod images;
 mod logs;
 mod memory;
-mod nginx;
 mod packages;
 mod patch;
 mod readme;

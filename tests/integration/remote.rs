@@ -4,8 +4,8 @@
 //! with a self-signed certificate, and a second imgstore daemon whose peer
 //! listener is an IMGAPI source.
 
+use crate::common::nginx::*;
 use crate::common::*;
-use crate::nginx::*;
 use crate::zfs::{expect_success, wait_task};
 use serde_json::{json, Value};
 use std::io::{BufReader, Write};

@@ -6,6 +6,8 @@
 //! is missing and `CI` is set; elsewhere it says loudly that it skipped.
 
 use crate::common::*;
+// Lives in common/mod.rs; re-exported for `crate::service_files::tool`.
+pub use crate::common::tool;
 use roxmltree::{Document, Node};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,22 +15,6 @@ use std::time::Duration;
 
 fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-/// The tool's path, or `None` (outside CI) after saying the check is skipped.
-pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    });
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} is required in CI: apt-get install -y {package}");
-        }
-        eprintln!("SKIPPED: {name} not found (apt-get install -y {package}); CI would fail here");
-    }
-    found
 }
 
 // ---- SMF
