@@ -698,9 +698,14 @@ mod tests {
         // zfs gives up at once; the writer gets EPIPE, finish() the reason
         let fake = Fake::new(r#"cat "$F/receive-bad-magic.stderr" >&2; exit 1"#).with(ALL);
         let mut child = fake.zfs.receive("tank/a", ReceiveOpts::default()).unwrap();
-        thread::sleep(Duration::from_millis(100));
-        let write = child.write_all(&vec![0u8; 1 << 20]);
-        assert!(write.is_err());
+        // However slowly the fake exits (seconds under emulation), the
+        // pipe (up to 1 MiB) fills and the next write meets the closed end:
+        // keep writing until then instead of sleeping and hoping.
+        let chunk = vec![0u8; 1 << 20];
+        let write = (0..16)
+            .map(|_| child.write_all(&chunk))
+            .find(|w| w.is_err());
+        assert!(matches!(write, Some(Err(_))), "writes never failed");
         let e = child.finish().unwrap_err();
         assert!(
             e.to_string().contains("invalid stream (bad magic number)"),
