@@ -9,7 +9,8 @@
 //! - [`time`]: the one RFC 3339 clock every stored timestamp comes from.
 //! - [`codec`]: the (de)compressors of `files[].compression` and the one
 //!   `CHUNK` every data path moves bytes in.
-//! - [`error`]: the error enum with IMGAPI codes and HTTP statuses.
+//! - [`error`]: the error enum with IMGAPI codes and the IMGAPI error body
+//!   (the HTTP status of each code is [`api::error`]'s).
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`config`]: the TOML config, embedded defaults, validation.
 //! - [`access`]: who is calling ([`access::Peer`], SO_PEERCRED) and who may

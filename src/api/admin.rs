@@ -7,7 +7,7 @@
 //! - `POST /vacuum[?dry_run=true][&uninstall_unused_days=N[&pool=P]]`:
 //!   garbage collection (`service/vacuum.rs`).
 
-use super::{json_response, Body, Ctx};
+use super::http::{json_response, Body, Ctx};
 use crate::error::{Error, Result};
 use crate::service::{fsck, vacuum};
 use hyper::{Response, StatusCode};

@@ -4,7 +4,7 @@
 //!
 //! Statuses: create 201 (as PAPI), load/get/list/replace 200, delete 204.
 
-use super::{json_body, json_response, no_content, Body, Ctx};
+use super::http::{json_body, json_response, no_content, Body, Ctx};
 use crate::error::{Error, Result};
 use crate::service::filter::ListFilter;
 use crate::service::packages::PackageFilter;
@@ -81,5 +81,5 @@ pub async fn images(ctx: Ctx) -> Result<Response<Body>> {
         ));
     }
     let recs = ctx.svc.package_images(&ctx.segments[1], &filter)?;
-    Ok(super::manifests_response(&recs))
+    Ok(super::http::manifests_response(&recs))
 }

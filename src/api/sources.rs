@@ -2,8 +2,8 @@
 //! `/sources/images` (what they offer, like `imgadm avail`) and
 //! `POST /images/:uuid?action=import-remote`.
 
+use super::http::{json_body, json_response, no_content, Body, Ctx};
 use super::tasks::accepted;
-use super::{json_body, json_response, no_content, Body, Ctx};
 use crate::error::{Error, Result};
 use crate::service::filter::ListFilter;
 use crate::sources::SourceConfig;

@@ -1,7 +1,7 @@
 //! Handlers for `/tasks` and `/pools/:pool/images`, and the task-starting
 //! actions on `/images`.
 
-use super::{json_body, json_response, no_content, Body, Ctx};
+use super::http::{json_body, json_response, no_content, Body, Ctx};
 use crate::error::{Error, Result};
 use crate::service::create::{CreateRequest, FilesRequest};
 use crate::tasks::Task;
