@@ -26,8 +26,13 @@
 //!   HTTP(S) client that fetches from them with retries and resume.
 //! - [`tasks`]: long operations that answer 202 with a task.
 //! - [`service`]: the use cases (create, import, add file, activate, ...);
-//!   no HTTP types.
-//! - [`api`]: the route table and handlers (hyper), one file per resource.
+//!   no HTTP types. [`service::Service`]'s fields are private: one method
+//!   per use case, and the records it returns are re-exported from it.
+//! - [`api`]: admit, route and log ([`api::routes`] parses each request
+//!   into one [`api::routes::Route`]); [`api::error`] chooses each error's
+//!   HTTP status; the IMGAPI dialect's handlers are [`api::imgapi`], one
+//!   file per resource (images, files, pools, tasks, sources, packages,
+//!   admin), over the service only.
 //! - [`server`]: data-dir and socket ownership, accept loop, signals; and
 //!   [`server::peer`], the optional TCP listener serving the read-only
 //!   IMGAPI subset to other nodes.

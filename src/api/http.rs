@@ -3,7 +3,7 @@
 
 use crate::access::Peer;
 use crate::error::{Error, Result};
-use crate::service::Service;
+use crate::service::{Cached, Service};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
@@ -13,15 +13,29 @@ use std::sync::Arc;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
-/// A request as the handlers see it: method, decoded path segments, query
-/// pairs, headers and the body still unread.
+/// A request as the handlers see it: method, query pairs, headers and the
+/// body still unread. What the path names comes with the [`Route`].
+///
+/// [`Route`]: super::routes::Route
 pub struct Ctx {
     pub svc: Arc<Service>,
     pub method: Method,
-    pub segments: Vec<String>,
     pub query: Vec<(String, String)>,
     pub req: Request<Incoming>,
     pub peer: Peer,
+}
+
+/// The single value of a query parameter.
+///
+/// # Errors
+/// `InvalidParameter` when it is given more than once.
+pub fn param<'a>(query: &'a [(String, String)], key: &str) -> Result<Option<&'a str>> {
+    let mut it = query.iter().filter(|(k, _)| k == key);
+    let first = it.next().map(|(_, v)| v.as_str());
+    if it.next().is_some() {
+        return Err(Error::param(key, "given more than once"));
+    }
+    Ok(first)
 }
 
 impl Ctx {
@@ -30,12 +44,7 @@ impl Ctx {
     /// # Errors
     /// `InvalidParameter` when it is given more than once.
     pub fn param(&self, key: &str) -> Result<Option<&str>> {
-        let mut it = self.query.iter().filter(|(k, _)| k == key);
-        let first = it.next().map(|(_, v)| v.as_str());
-        if it.next().is_some() {
-            return Err(Error::param(key, "given more than once"));
-        }
-        Ok(first)
+        param(&self.query, key)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -58,7 +67,6 @@ pub async fn json_body(ctx: Ctx) -> Result<(Ctx, serde_json::Value)> {
     let Ctx {
         svc,
         method,
-        segments,
         query,
         req,
         peer,
@@ -106,7 +114,6 @@ pub async fn json_body(ctx: Ctx) -> Result<(Ctx, serde_json::Value)> {
         Ctx {
             svc,
             method,
-            segments,
             query,
             req,
             peer,
@@ -143,7 +150,7 @@ pub fn json_bytes_response(status: StatusCode, bytes: Bytes) -> Response<Body> {
 
 /// A JSON array of manifests, joined from their cached JSON: the same
 /// bytes [`json_response`] writes for the array of parsed manifests.
-pub fn manifests_response(recs: &[std::sync::Arc<crate::store::meta::Cached>]) -> Response<Body> {
+pub fn manifests_response(recs: &[Arc<Cached>]) -> Response<Body> {
     let len = recs.iter().map(|c| c.json().len() + 1).sum::<usize>() + 2;
     let mut out = Vec::with_capacity(len);
     out.push(b'[');

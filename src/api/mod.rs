@@ -1,17 +1,22 @@
-//! The HTTP/JSON API: one route table, request parsing helpers and response
-//! encoding. Handlers live in one file per resource and call the service
-//! layer; nothing below `service/` sees hyper.
+//! The HTTP/JSON API: admit a request (head size, access, path), route it
+//! ([`routes`]), hand it to its dialect's handler ([`imgapi`]), and log it.
+//! - [`routes`]: the one route table, a [`routes::Route`] per request.
+//! - [`error`]: the HTTP status and response of each error.
+//! - [`http`]: the request context, body reader and response builders.
+//! - [`types`]: wire shapes that are not a stored record as is.
+//! - [`imgapi`]: the IMGAPI dialect's handlers, one file per resource.
+//!
+//! Handlers call the service layer only; nothing below `service/` sees
+//! hyper.
 //!
 //! Every response, including errors and unknown routes, is JSON in IMGAPI's
 //! shape; no request ends in a hang or an HTML page.
 
-pub mod admin;
 pub mod error;
 pub mod http;
-pub mod images;
-pub mod packages;
-pub mod sources;
-pub mod tasks;
+pub mod imgapi;
+pub mod routes;
+pub mod types;
 
 pub use http::Body;
 
@@ -21,73 +26,9 @@ use crate::service::Service;
 use http::Ctx;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
-
-fn not_allowed(ctx: &Ctx, allow: &'static str) -> Error {
-    Error::MethodNotAllowed {
-        method: ctx.method.to_string(),
-        path: ctx.req.uri().path().to_string(),
-        allow,
-    }
-}
-
-/// The route table.
-async fn route(ctx: Ctx) -> Result<Response<Body>> {
-    let segs: Vec<&str> = ctx.segments.iter().map(String::as_str).collect();
-    match (segs.as_slice(), &ctx.method) {
-        (["ping"], &Method::GET | &Method::HEAD) => images::ping(ctx).await,
-        (["ping"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
-        (["images"], &Method::GET | &Method::HEAD) => images::list(ctx).await,
-        (["images"], &Method::POST) => images::create(ctx).await,
-        (["images"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST")),
-        (["images", _], &Method::GET | &Method::HEAD) => images::get(ctx).await,
-        (["images", _], &Method::POST) => images::action(ctx).await,
-        (["images", _], &Method::PATCH) => images::patch(ctx).await,
-        (["images", _], &Method::DELETE) => images::delete(ctx).await,
-        (["images", _], _) => Err(not_allowed(&ctx, "GET, HEAD, POST, PATCH, DELETE")),
-        (["images", _, "file"], &Method::GET | &Method::HEAD) => images::get_file(ctx).await,
-        (["images", _, "file"], &Method::PUT) => images::put_file(ctx).await,
-        (["images", _, "file"], _) => Err(not_allowed(&ctx, "GET, HEAD, PUT")),
-        (["tasks"], &Method::GET | &Method::HEAD) => tasks::list(ctx).await,
-        (["tasks"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
-        (["tasks", _], &Method::GET | &Method::HEAD) => tasks::get(ctx).await,
-        (["tasks", _], &Method::DELETE) => tasks::cancel(ctx).await,
-        (["tasks", _], _) => Err(not_allowed(&ctx, "GET, HEAD, DELETE")),
-        (["pools", _, "images"], &Method::GET | &Method::HEAD) => tasks::pool_images(ctx).await,
-        (["pools", _, "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
-        (["pools", _, "images", _], &Method::GET | &Method::HEAD) => tasks::pool_image(ctx).await,
-        (["pools", _, "images", _], &Method::DELETE) => tasks::uninstall(ctx).await,
-        (["pools", _, "images", _], _) => Err(not_allowed(&ctx, "GET, HEAD, DELETE")),
-        (["packages"], &Method::GET | &Method::HEAD) => packages::list(ctx).await,
-        (["packages"], &Method::POST) => packages::post(ctx).await,
-        (["packages"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST")),
-        (["packages", _], &Method::GET | &Method::HEAD) => packages::get(ctx).await,
-        (["packages", _], &Method::PUT) => packages::replace(ctx).await,
-        (["packages", _], &Method::DELETE) => packages::delete(ctx).await,
-        (["packages", _], _) => Err(not_allowed(&ctx, "GET, HEAD, PUT, DELETE")),
-        (["packages", _, "images"], &Method::GET | &Method::HEAD) => packages::images(ctx).await,
-        (["packages", _, "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
-        (["sources"], &Method::GET | &Method::HEAD) => sources::list(ctx).await,
-        (["sources"], &Method::POST) => sources::add(ctx).await,
-        (["sources"], &Method::DELETE) => sources::remove(ctx).await,
-        (["sources"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST, DELETE")),
-        (["sources", "images"], &Method::GET | &Method::HEAD) => sources::avail(ctx).await,
-        (["sources", "images"], _) => Err(not_allowed(&ctx, "GET, HEAD")),
-        (["sources", "images", _], &Method::GET | &Method::HEAD) => sources::avail_one(ctx).await,
-        (["sources", "images", _], _) => Err(not_allowed(&ctx, "GET, HEAD")),
-        (["state"], &Method::GET | &Method::HEAD) => admin::state(ctx).await,
-        (["state"], &Method::POST) => admin::repair(ctx).await,
-        (["state"], _) => Err(not_allowed(&ctx, "GET, HEAD, POST")),
-        (["vacuum"], &Method::POST) => admin::vacuum(ctx).await,
-        (["vacuum"], _) => Err(not_allowed(&ctx, "POST")),
-        _ => Err(Error::RouteNotFound {
-            method: ctx.method.to_string(),
-            path: ctx.req.uri().path().to_string(),
-        }),
-    }
-}
 
 /// Splits and percent-decodes the path. A segment that decodes to invalid
 /// UTF-8, or to `.`/`..`, or contains `/` once decoded, cannot name
@@ -149,20 +90,20 @@ pub async fn handle(svc: Arc<Service>, req: Request<Incoming>, peer: Peer) -> Re
     let admitted = check_head(&req, svc.limits().max_header_bytes)
         .and_then(|()| crate::access::check(&svc.config().access, &peer, &method))
         .and_then(|()| segments(&path));
-    let result = match admitted {
-        Ok(segments) => {
-            route(Ctx {
-                svc,
-                method: method.clone(),
-                segments,
-                query,
-                req,
-                peer: peer.clone(),
-            })
-            .await
-        }
-        Err(e) => Err(e),
-    };
+    let result =
+        match admitted.and_then(|segments| routes::parse(&method, &path, &segments, &query)) {
+            Ok(route) => {
+                let ctx = Ctx {
+                    svc,
+                    method: method.clone(),
+                    query,
+                    req,
+                    peer: peer.clone(),
+                };
+                imgapi::serve(route, ctx).await
+            }
+            Err(e) => Err(e),
+        };
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {

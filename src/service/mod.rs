@@ -1,7 +1,8 @@
 //! The service layer: every use case of the store, with no HTTP types.
 //!
 //! Handlers in `api/` parse a request into a call here and turn the result
-//! into a response. Mutations run on the blocking pool (`spawn_blocking`)
+//! into a response; the fields are private, so every use the API makes of
+//! the store is a method here (one per use case). Mutations run on the blocking pool (`spawn_blocking`)
 //! because they fsync files and flush sled, and they are serialised by one
 //! write lock: a node's image store sees a handful of writes a minute, and a
 //! single writer makes invariants such as "a blob is removed only when no
@@ -18,6 +19,8 @@ pub mod install;
 pub mod packages;
 pub mod patch;
 pub mod pipe;
+pub mod sources;
+pub mod tasks;
 pub mod vacuum;
 
 use crate::config::{Config, Limits};
@@ -30,19 +33,26 @@ use crate::zfs::Zfs;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+/// What the service hands the API: an image's record and its cached JSON,
+/// a package, a task. They are defined where they are stored or run; the
+/// API names them only through here, as the service's contract.
+pub use crate::store::meta::{Cached, ImageRecord};
+pub use crate::store::packages::Package;
+pub use crate::tasks::Task;
+
 pub struct Service {
     /// A weak handle on itself, so blocking code can start tasks that own
     /// the service.
     me: std::sync::Weak<Service>,
-    pub cas: Cas,
-    pub meta: Meta,
-    pub zfs: Zfs,
-    pub tasks: Arc<Tasks>,
+    cas: Cas,
+    meta: Meta,
+    zfs: Zfs,
+    tasks: Arc<Tasks>,
     /// Remote sources, their HTTP client and in-flight downloads.
-    pub sources: Sources,
+    sources: Sources,
     /// Undo steps of running tasks (see `install.rs`).
     journal: sled::Tree,
-    pub packages: PackageStore,
+    packages: PackageStore,
     config: RwLock<Arc<Config>>,
     /// The single-writer lock. An async mutex: a write request waits for it
     /// on the runtime, not parked in a blocking-pool thread, so a queue of

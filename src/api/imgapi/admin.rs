@@ -1,4 +1,5 @@
 //! Handlers for store administration:
+//! - `GET /ping`: liveness, version and pid.
 //! - `GET /state[?verify=true]`: the fsck report (`service/fsck.rs`); 200
 //!   whether or not problems were found, `ok` says which. `verify` re-reads
 //!   every blob to check its digests; without it only sizes are checked.
@@ -7,10 +8,17 @@
 //! - `POST /vacuum[?dry_run=true][&uninstall_unused_days=N[&pool=P]]`:
 //!   garbage collection (`service/vacuum.rs`).
 
-use super::http::{json_response, Body, Ctx};
+use crate::api::http::{json_response, Body, Ctx};
+use crate::api::types::Ping;
 use crate::error::{Error, Result};
 use crate::service::{fsck, vacuum};
 use hyper::{Response, StatusCode};
+
+/// `GET /ping`.
+pub async fn ping(_ctx: Ctx) -> Result<Response<Body>> {
+    let v = serde_json::to_value(Ping::now()).map_err(|e| Error::internal("ping", e))?;
+    Ok(json_response(StatusCode::OK, &v))
+}
 
 /// A `true`/`false` parameter; absent is `false`.
 fn flag(ctx: &Ctx, name: &str) -> Result<bool> {
@@ -21,6 +29,7 @@ fn flag(ctx: &Ctx, name: &str) -> Result<bool> {
     }
 }
 
+/// `GET /state`.
 pub async fn state(ctx: Ctx) -> Result<Response<Body>> {
     let opts = fsck::Options {
         verify: flag(&ctx, "verify")?,
@@ -30,16 +39,8 @@ pub async fn state(ctx: Ctx) -> Result<Response<Body>> {
     Ok(json_response(StatusCode::OK, &report.to_json()))
 }
 
+/// `POST /state?action=repair` (the action is checked by the route).
 pub async fn repair(ctx: Ctx) -> Result<Response<Body>> {
-    match ctx.param("action")? {
-        Some("repair") => {}
-        other => {
-            return Err(Error::param(
-                "action",
-                format!("{other:?}: POST /state takes action=repair"),
-            ))
-        }
-    }
     let opts = fsck::Options {
         verify: flag(&ctx, "verify")?,
         repair: true,
@@ -48,6 +49,7 @@ pub async fn repair(ctx: Ctx) -> Result<Response<Body>> {
     Ok(json_response(StatusCode::OK, &report.to_json()))
 }
 
+/// `POST /vacuum`.
 pub async fn vacuum(ctx: Ctx) -> Result<Response<Body>> {
     let days = match ctx.param("uninstall_unused_days")? {
         None => None,
