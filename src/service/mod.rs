@@ -10,6 +10,7 @@
 //! it" trivially race-free. Reads come from the in-memory index and take no
 //! lock beyond it.
 
+pub mod admin;
 pub mod create;
 pub mod filter;
 pub mod fsck;
@@ -19,6 +20,7 @@ pub mod install;
 pub mod packages;
 pub mod patch;
 pub mod pipe;
+pub mod pools;
 pub mod sources;
 pub mod tasks;
 pub mod vacuum;
@@ -116,7 +118,7 @@ impl Service {
     }
 
     /// The `Arc` this service lives in.
-    pub fn arc(&self) -> Arc<Service> {
+    fn arc(&self) -> Arc<Service> {
         self.me.upgrade().expect("the service outlives its users")
     }
 
@@ -135,7 +137,7 @@ impl Service {
     }
 
     /// Runs `f` on the blocking pool holding the write lock.
-    pub async fn mutate<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    async fn mutate<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         F: FnOnce(&Service) -> Result<T> + Send + 'static,
         T: Send + 'static,
@@ -152,7 +154,7 @@ impl Service {
 
     /// Runs blocking work (hashing, file I/O) off the async workers, without
     /// the write lock.
-    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         F: FnOnce(&Service) -> Result<T> + Send + 'static,
         T: Send + 'static,
@@ -165,7 +167,7 @@ impl Service {
 
     /// Takes the write lock from code already on the blocking pool.
     /// Must not be called on an async worker thread (it blocks).
-    pub fn write_locked<T>(&self, f: impl FnOnce(&Service) -> Result<T>) -> Result<T> {
+    fn write_locked<T>(&self, f: impl FnOnce(&Service) -> Result<T>) -> Result<T> {
         let _guard = self.write_lock.blocking_lock();
         f(self)
     }

@@ -35,7 +35,7 @@ pub async fn state(ctx: Ctx) -> Result<Response<Body>> {
         verify: flag(&ctx, "verify")?,
         repair: false,
     };
-    let report = ctx.svc.blocking(move |svc| svc.fsck(opts)).await?;
+    let report = ctx.svc.check(opts).await?;
     Ok(json_response(StatusCode::OK, &report.to_json()))
 }
 
@@ -45,7 +45,7 @@ pub async fn repair(ctx: Ctx) -> Result<Response<Body>> {
         verify: flag(&ctx, "verify")?,
         repair: true,
     };
-    let report = ctx.svc.blocking(move |svc| svc.fsck(opts)).await?;
+    let report = ctx.svc.check(opts).await?;
     Ok(json_response(StatusCode::OK, &report.to_json()))
 }
 
@@ -72,7 +72,7 @@ pub async fn vacuum(ctx: Ctx) -> Result<Response<Body>> {
         uninstall_unused_days: days,
         pool,
     };
-    let report = ctx.svc.blocking(move |svc| svc.vacuum(&opts)).await?;
+    let report = ctx.svc.run_vacuum(opts).await?;
     let v = serde_json::to_value(&report).map_err(|e| Error::internal("vacuum report", e))?;
     Ok(json_response(StatusCode::OK, &v))
 }

@@ -52,22 +52,14 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, body: Value) -> Result<T> {
 pub async fn create_from_dataset(ctx: Ctx) -> Result<Response<Body>> {
     let (ctx, body) = json_body(ctx).await?;
     let req: CreateRequest = parse("body", body)?;
-    let (task, _) = ctx
-        .svc
-        .blocking(move |svc| svc.arc().create_from_dataset(req))
-        .await?;
-    accepted(&task)
+    accepted(&ctx.svc.start_create_from_dataset(req).await?)
 }
 
 /// `POST /images?action=install-from-files`.
 pub async fn install_from_files(ctx: Ctx) -> Result<Response<Body>> {
     let (ctx, body) = json_body(ctx).await?;
     let req: FilesRequest = parse("body", body)?;
-    let (task, _) = ctx
-        .svc
-        .blocking(move |svc| svc.arc().install_from_files(req))
-        .await?;
-    accepted(&task)
+    accepted(&ctx.svc.start_install_from_files(req).await?)
 }
 
 /// `POST /images/:uuid?action=import`: AdminImportImage.
@@ -83,14 +75,7 @@ pub async fn import_remote(ctx: Ctx, req: ImportRemote) -> Result<Response<Body>
         source,
         install,
     } = req;
-    let (task, _) = ctx
-        .svc
-        .blocking(move |svc| {
-            svc.arc()
-                .import_remote(&uuid, source.as_deref(), install.as_deref())
-        })
-        .await?;
-    accepted(&task)
+    accepted(&ctx.svc.start_import_remote(uuid, source, install).await?)
 }
 
 /// `POST /images/:uuid?action=activate`.
@@ -112,11 +97,7 @@ pub async fn update(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
 /// `POST /images/:uuid?action=export&path=DIR`.
 pub async fn export(ctx: Ctx, req: Export) -> Result<Response<Body>> {
     let Export { uuid, path } = req;
-    let (task, _) = ctx
-        .svc
-        .blocking(move |svc| svc.arc().export(&uuid, std::path::Path::new(&path)))
-        .await?;
-    accepted(&task)
+    accepted(&ctx.svc.start_export(uuid, path.into()).await?)
 }
 
 /// Media types of a JSON Patch body: RFC 6902's, and Glance's (which is

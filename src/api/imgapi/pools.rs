@@ -12,35 +12,23 @@ use serde_json::Value;
 /// `POST /images/:uuid?action=install[&pool=POOL]`.
 pub async fn install(ctx: Ctx, req: Install) -> Result<Response<Body>> {
     let Install { uuid, pool } = req;
-    let (task, _) = ctx
-        .svc
-        .blocking(move |svc| {
-            let svc = svc.arc();
-            svc.install(&uuid, pool.as_deref())
-        })
-        .await?;
-    accepted(&task)
+    accepted(&ctx.svc.start_install(uuid, pool).await?)
 }
 
 /// `GET /pools/:pool/images`.
 pub async fn images(ctx: Ctx, pool: String) -> Result<Response<Body>> {
-    let v = ctx.svc.blocking(move |svc| svc.installed(&pool)).await?;
+    let v = ctx.svc.pool_images(pool).await?;
     Ok(json_response(StatusCode::OK, &Value::Array(v)))
 }
 
 /// `GET /pools/:pool/images/:uuid`.
 pub async fn image(ctx: Ctx, pool: String, uuid: String) -> Result<Response<Body>> {
-    let v = ctx
-        .svc
-        .blocking(move |svc| svc.installed_one(&pool, &uuid))
-        .await?;
+    let v = ctx.svc.pool_image(pool, uuid).await?;
     Ok(json_response(StatusCode::OK, &v))
 }
 
 /// `DELETE /pools/:pool/images/:uuid`.
 pub async fn uninstall(ctx: Ctx, pool: String, uuid: String) -> Result<Response<Body>> {
-    ctx.svc
-        .blocking(move |svc| svc.uninstall(&pool, &uuid))
-        .await?;
+    ctx.svc.uninstall_image(pool, uuid).await?;
     Ok(no_content())
 }
