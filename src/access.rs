@@ -175,7 +175,7 @@ mod tests {
         for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
             let e = check(&a, &reader, &m).unwrap_err();
             assert_eq!(e.code(), "OperatorOnly");
-            assert_eq!(e.status().as_u16(), 403);
+            assert_eq!(crate::api::error::status(&e).as_u16(), 403);
             assert!(e.to_string().contains(&format!("uid {other}")), "{e}");
         }
         assert!(check(&a, &peer(other.wrapping_add(1), 1000), &Method::POST).is_ok());

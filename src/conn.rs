@@ -159,7 +159,7 @@ fn json_response(status: u16, head: &[u8]) -> Vec<u8> {
 /// A complete `connection: close` response for `e`.
 pub fn encode(e: &Error) -> Vec<u8> {
     let body = e.body().to_string();
-    let status = e.status();
+    let status = crate::api::error::status(e);
     format!(
         "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         status.as_u16(),

@@ -9,7 +9,8 @@
 //! - [`time`]: the one RFC 3339 clock every stored timestamp comes from.
 //! - [`codec`]: the (de)compressors of `files[].compression` and the one
 //!   `CHUNK` every data path moves bytes in.
-//! - [`error`]: the error enum with IMGAPI codes and HTTP statuses.
+//! - [`error`]: the error enum with IMGAPI codes and the IMGAPI error body
+//!   (the HTTP status of each code is [`api::error`]'s).
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`config`]: the TOML config, embedded defaults, validation.
 //! - [`access`]: who is calling ([`access::Peer`], SO_PEERCRED) and who may
@@ -25,8 +26,13 @@
 //!   HTTP(S) client that fetches from them with retries and resume.
 //! - [`tasks`]: long operations that answer 202 with a task.
 //! - [`service`]: the use cases (create, import, add file, activate, ...);
-//!   no HTTP types.
-//! - [`api`]: the route table and handlers (hyper), one file per resource.
+//!   no HTTP types. [`service::Service`]'s fields are private: one method
+//!   per use case, and the records it returns are re-exported from it.
+//! - [`api`]: admit, route and log ([`api::routes`] parses each request
+//!   into one [`api::routes::Route`]); [`api::error`] chooses each error's
+//!   HTTP status; the IMGAPI dialect's handlers are [`api::imgapi`], one
+//!   file per resource (images, files, pools, tasks, sources, packages,
+//!   admin), over the service only.
 //! - [`server`]: data-dir and socket ownership, accept loop, signals; and
 //!   [`server::peer`], the optional TCP listener serving the read-only
 //!   IMGAPI subset to other nodes.

@@ -76,8 +76,8 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
 ) -> hyper::Response<api::Body> {
     if let Err(e) = guard(req.method(), req.uri().path()) {
-        tracing::info!(method = %req.method(), path = %req.uri().path(), status = e.status().as_u16(), "peer request refused");
-        return api::error_response(&e);
+        tracing::info!(method = %req.method(), path = %req.uri().path(), status = api::error::status(&e).as_u16(), "peer request refused");
+        return api::error::response(&e);
     }
     api::handle(svc, req, Peer::default()).await
 }
@@ -188,7 +188,7 @@ mod tests {
             (Method::GET, "/images/%2e%2e/file", 422),
         ] {
             let e = guard(&m, p).unwrap_err();
-            assert_eq!(e.status().as_u16(), status, "{m} {p}");
+            assert_eq!(api::error::status(&e).as_u16(), status, "{m} {p}");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The service layer: every use case of the store, with no HTTP types.
 //!
 //! Handlers in `api/` parse a request into a call here and turn the result
-//! into a response. Mutations run on the blocking pool (`spawn_blocking`)
+//! into a response; the fields are private, so every use the API makes of
+//! the store is a method here (one per use case). Mutations run on the blocking pool (`spawn_blocking`)
 //! because they fsync files and flush sled, and they are serialised by one
 //! write lock: a node's image store sees a handful of writes a minute, and a
 //! single writer makes invariants such as "a blob is removed only when no
@@ -9,6 +10,7 @@
 //! it" trivially race-free. Reads come from the in-memory index and take no
 //! lock beyond it.
 
+pub mod admin;
 pub mod create;
 pub mod filter;
 pub mod fsck;
@@ -18,6 +20,9 @@ pub mod install;
 pub mod packages;
 pub mod patch;
 pub mod pipe;
+pub mod pools;
+pub mod sources;
+pub mod tasks;
 pub mod vacuum;
 
 use crate::config::{Config, Limits};
@@ -30,19 +35,26 @@ use crate::zfs::Zfs;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+/// What the service hands the API: an image's record and its cached JSON,
+/// a package, a task. They are defined where they are stored or run; the
+/// API names them only through here, as the service's contract.
+pub use crate::store::meta::{Cached, ImageRecord};
+pub use crate::store::packages::Package;
+pub use crate::tasks::Task;
+
 pub struct Service {
     /// A weak handle on itself, so blocking code can start tasks that own
     /// the service.
     me: std::sync::Weak<Service>,
-    pub cas: Cas,
-    pub meta: Meta,
-    pub zfs: Zfs,
-    pub tasks: Arc<Tasks>,
+    cas: Cas,
+    meta: Meta,
+    zfs: Zfs,
+    tasks: Arc<Tasks>,
     /// Remote sources, their HTTP client and in-flight downloads.
-    pub sources: Sources,
+    sources: Sources,
     /// Undo steps of running tasks (see `install.rs`).
     journal: sled::Tree,
-    pub packages: PackageStore,
+    packages: PackageStore,
     config: RwLock<Arc<Config>>,
     /// The single-writer lock. An async mutex: a write request waits for it
     /// on the runtime, not parked in a blocking-pool thread, so a queue of
@@ -106,7 +118,7 @@ impl Service {
     }
 
     /// The `Arc` this service lives in.
-    pub fn arc(&self) -> Arc<Service> {
+    fn arc(&self) -> Arc<Service> {
         self.me.upgrade().expect("the service outlives its users")
     }
 
@@ -125,7 +137,7 @@ impl Service {
     }
 
     /// Runs `f` on the blocking pool holding the write lock.
-    pub async fn mutate<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    async fn mutate<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         F: FnOnce(&Service) -> Result<T> + Send + 'static,
         T: Send + 'static,
@@ -142,7 +154,7 @@ impl Service {
 
     /// Runs blocking work (hashing, file I/O) off the async workers, without
     /// the write lock.
-    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         F: FnOnce(&Service) -> Result<T> + Send + 'static,
         T: Send + 'static,
@@ -155,7 +167,7 @@ impl Service {
 
     /// Takes the write lock from code already on the blocking pool.
     /// Must not be called on an async worker thread (it blocks).
-    pub fn write_locked<T>(&self, f: impl FnOnce(&Service) -> Result<T>) -> Result<T> {
+    fn write_locked<T>(&self, f: impl FnOnce(&Service) -> Result<T>) -> Result<T> {
         let _guard = self.write_lock.blocking_lock();
         f(self)
     }

@@ -1,140 +1,17 @@
-//! Handlers for `/ping` and `/images/...`: IMGAPI's paths, parameters and
-//! response shapes, so IMGAPI clients work unchanged.
+//! Handlers for `/images/:uuid/file`: AddImageFile streamed into the blob
+//! store, and GetImageFile streamed out of it with `Range` support.
 
-use super::{
-    full, json_body, json_bytes_response, json_response, manifests_response, no_content, Body, Ctx,
-};
+use super::images::ok;
+use crate::api::http::{full, Body, Ctx};
 use crate::error::{Error, Result};
-use crate::service::filter::ListFilter;
 use crate::service::images::{BodyError, FileParams};
-use crate::store::meta::ImageRecord;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use serde_json::{json, Value};
 use std::io::{Read, Seek, SeekFrom};
 use tokio::sync::mpsc;
-
-fn manifest_json(rec: &ImageRecord) -> Value {
-    Value::Object(rec.manifest.clone())
-}
-
-fn ok(rec: impl AsRef<ImageRecord>) -> Result<Response<Body>> {
-    let rec = rec.as_ref();
-    Ok(json_response(StatusCode::OK, &manifest_json(rec)))
-}
-
-pub async fn ping(_ctx: Ctx) -> Result<Response<Body>> {
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "ping": "pong",
-            "version": env!("CARGO_PKG_VERSION"),
-            "imgapi": true,
-            "pid": std::process::id(),
-        }),
-    ))
-}
-
-/// `GET /images`: the page is assembled from the manifests' cached JSON
-/// (the same bytes `serde_json` would write for the array).
-pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
-    let filter = ListFilter::parse(&ctx.query)?;
-    let recs = ctx.svc.list_images(&filter)?;
-    Ok(manifests_response(&recs))
-}
-
-/// `GET /images/:uuid`: the manifest's cached JSON, shared, not copied.
-pub async fn get(ctx: Ctx) -> Result<Response<Body>> {
-    let c = ctx.svc.get_image_cached(&ctx.segments[1])?;
-    Ok(json_bytes_response(StatusCode::OK, c.json_line().clone()))
-}
-
-/// `POST /images`: CreateImage.
-pub async fn create(ctx: Ctx) -> Result<Response<Body>> {
-    match ctx.param("action")? {
-        None => {}
-        Some("create-from-dataset") => return super::tasks::create_from_dataset(ctx).await,
-        Some("install-from-files") => return super::tasks::install_from_files(ctx).await,
-        Some(action) => {
-            return Err(Error::param(
-                "action",
-                format!("unknown action {action:?} on /images: expected create-from-dataset or install-from-files"),
-            ))
-        }
-    }
-    let (ctx, body) = json_body(ctx).await?;
-    ok(ctx.svc.create_image(body).await?)
-}
-
-/// `POST /images/:uuid?action=...`.
-pub async fn action(ctx: Ctx) -> Result<Response<Body>> {
-    let uuid = ctx.segments[1].clone();
-    let action = ctx
-        .param("action")?
-        .ok_or_else(|| {
-            Error::param(
-                "action",
-                "missing: one of import, import-remote, activate, enable, disable, update, install, export",
-            )
-        })?
-        .to_string();
-    let svc = ctx.svc.clone();
-    match action.as_str() {
-        "import" => {
-            let (_, body) = json_body(ctx).await?;
-            ok(svc.import_image(uuid, body).await?)
-        }
-        "activate" => ok(svc.activate(uuid).await?),
-        "enable" => ok(svc.set_disabled(uuid, false).await?),
-        "disable" => ok(svc.set_disabled(uuid, true).await?),
-        "update" => {
-            let (_, body) = json_body(ctx).await?;
-            ok(svc.update(uuid, body).await?)
-        }
-        "install" => super::tasks::install(ctx).await,
-        "export" => super::tasks::export(ctx).await,
-        "import-remote" => super::sources::import_remote(ctx).await,
-        other => Err(Error::param(
-            "action",
-            format!("unknown action {other:?}: expected one of import, import-remote, activate, enable, disable, update, install, export"),
-        )),
-    }
-}
-
-/// Media types of a JSON Patch body: RFC 6902's, and Glance's (which is
-/// the same format under another name).
-const PATCH_MEDIA_TYPES: &[&str] = &[
-    "application/json-patch+json",
-    "application/openstack-images-v2.1-json-patch",
-];
-
-/// `PATCH /images/:uuid`: a JSON Patch of the manifest's mutable fields,
-/// applied atomically (see `service::patch`). Any other media type, or none,
-/// is 415 `UnsupportedMediaType`.
-pub async fn patch(ctx: Ctx) -> Result<Response<Body>> {
-    let given = ctx.header("content-type").unwrap_or_default();
-    let media = given.split(';').next().unwrap_or_default().trim();
-    if !PATCH_MEDIA_TYPES
-        .iter()
-        .any(|t| t.eq_ignore_ascii_case(media))
-    {
-        return Err(Error::UnsupportedMediaType(format!(
-            "PATCH needs Content-Type {}, got {given:?}",
-            PATCH_MEDIA_TYPES.join(" or ")
-        )));
-    }
-    let uuid = ctx.segments[1].clone();
-    let (ctx, body) = json_body(ctx).await?;
-    ok(ctx.svc.patch_image(uuid, body).await?)
-}
-
-pub async fn delete(ctx: Ctx) -> Result<Response<Body>> {
-    ctx.svc.delete(ctx.segments[1].clone()).await?;
-    Ok(no_content())
-}
 
 fn parse_u64(name: &str, v: Option<&str>) -> Result<Option<u64>> {
     v.map(|s| {
@@ -145,8 +22,7 @@ fn parse_u64(name: &str, v: Option<&str>) -> Result<Option<u64>> {
 }
 
 /// `PUT /images/:uuid/file`: AddImageFile, streamed into the blob store.
-pub async fn put_file(ctx: Ctx) -> Result<Response<Body>> {
-    let uuid = ctx.segments[1].clone();
+pub async fn put(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     let params = FileParams {
         compression: ctx
             .param("compression")?
@@ -260,8 +136,7 @@ fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>> {
 }
 
 /// `GET /images/:uuid/file`: streamed from the blob, with `Range` support.
-pub async fn get_file(ctx: Ctx) -> Result<Response<Body>> {
-    let uuid = ctx.segments[1].clone();
+pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     let (rec, path) = ctx.svc.file_path(&uuid)?;
     let file = rec.file().cloned().unwrap_or_default();
     let size = file.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
@@ -353,6 +228,7 @@ async fn stream_file(path: std::path::PathBuf, start: u64, len: u64) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::error::status;
 
     #[test]
     fn ranges() {
@@ -365,17 +241,11 @@ mod tests {
         assert_eq!(parse_range(Some("items=0-1"), 10).unwrap(), None);
         assert_eq!(parse_range(Some("bytes=4-2"), 10).unwrap(), None);
         assert_eq!(
-            parse_range(Some("bytes=10-"), 10)
-                .unwrap_err()
-                .status()
-                .as_u16(),
+            status(&parse_range(Some("bytes=10-"), 10).unwrap_err()).as_u16(),
             416
         );
         assert_eq!(
-            parse_range(Some("bytes=-0"), 10)
-                .unwrap_err()
-                .status()
-                .as_u16(),
+            status(&parse_range(Some("bytes=-0"), 10).unwrap_err()).as_u16(),
             416
         );
     }

@@ -4,11 +4,11 @@
 //!
 //! Statuses: create 201 (as PAPI), load/get/list/replace 200, delete 204.
 
-use super::{json_body, json_response, no_content, Body, Ctx};
+use crate::api::http::{json_body, json_response, manifests_response, no_content, Body, Ctx};
 use crate::error::{Error, Result};
 use crate::service::filter::ListFilter;
 use crate::service::packages::PackageFilter;
-use crate::store::packages::Package;
+use crate::service::Package;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ fn package_json(p: &Package) -> Value {
 }
 
 /// `GET /packages?FIELD=VALUE...`.
-pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
+pub fn list(ctx: Ctx) -> Result<Response<Body>> {
     let filter = PackageFilter::parse(&ctx.query)?;
     let items: Vec<Value> = ctx
         .svc
@@ -29,50 +29,53 @@ pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
 }
 
 /// `GET /packages/:id-or-name`.
-pub async fn get(ctx: Ctx) -> Result<Response<Body>> {
-    let p = ctx.svc.get_package(&ctx.segments[1])?;
+pub fn get(ctx: Ctx, x: String) -> Result<Response<Body>> {
+    let p = ctx.svc.get_package(&x)?;
     Ok(json_response(StatusCode::OK, &package_json(&p)))
 }
 
-/// `POST /packages` (create) and `POST /packages?action=load`.
-pub async fn post(ctx: Ctx) -> Result<Response<Body>> {
-    let action = ctx.param("action")?.map(str::to_string);
+/// `POST /packages`: creates a package.
+pub async fn create(ctx: Ctx) -> Result<Response<Body>> {
     let (ctx, body) = json_body(ctx).await?;
-    match action.as_deref() {
-        None => {
-            let p = ctx.svc.create_package(body).await?;
-            Ok(json_response(StatusCode::CREATED, &package_json(&p)))
-        }
-        Some("load") => {
-            let summary = ctx.svc.load_packages(body).await?;
-            let v = serde_json::to_value(&summary)
-                .map_err(|e| Error::internal("encoding the load summary", e))?;
-            Ok(json_response(StatusCode::OK, &v))
-        }
-        Some(other) => Err(Error::param(
-            "action",
-            format!("unknown action {other:?} on /packages: expected load"),
-        )),
-    }
+    let p = ctx.svc.create_package(body).await?;
+    Ok(json_response(StatusCode::CREATED, &package_json(&p)))
+}
+
+/// `POST /packages?action=load`: the bootstrap load.
+pub async fn load(ctx: Ctx) -> Result<Response<Body>> {
+    let (ctx, body) = json_body(ctx).await?;
+    let summary = ctx.svc.load_packages(body).await?;
+    let v = serde_json::to_value(&summary)
+        .map_err(|e| Error::internal("encoding the load summary", e))?;
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `POST /packages?action=OTHER`: refused, after the body is read (a bad
+/// body is the error a client sees first, as always on this path).
+pub async fn unknown_action(ctx: Ctx, action: String) -> Result<Response<Body>> {
+    let _ = json_body(ctx).await?;
+    Err(Error::param(
+        "action",
+        format!("unknown action {action:?} on /packages: expected load"),
+    ))
 }
 
 /// `PUT /packages/:id`: replaces the package.
-pub async fn replace(ctx: Ctx) -> Result<Response<Body>> {
-    let id = ctx.segments[1].clone();
+pub async fn replace(ctx: Ctx, id: String) -> Result<Response<Body>> {
     let (ctx, body) = json_body(ctx).await?;
     let p = ctx.svc.replace_package(id, body).await?;
     Ok(json_response(StatusCode::OK, &package_json(&p)))
 }
 
 /// `DELETE /packages/:id`.
-pub async fn delete(ctx: Ctx) -> Result<Response<Body>> {
-    ctx.svc.delete_package(ctx.segments[1].clone()).await?;
+pub async fn delete(ctx: Ctx, id: String) -> Result<Response<Body>> {
+    ctx.svc.delete_package(id).await?;
     Ok(no_content())
 }
 
 /// `GET /packages/:id-or-name/images`: ListImages (same filters) limited to
 /// the images that accept the package.
-pub async fn images(ctx: Ctx) -> Result<Response<Body>> {
+pub fn images(ctx: Ctx, x: String) -> Result<Response<Body>> {
     let filter = ListFilter::parse(&ctx.query)?;
     if filter.package.is_some() {
         return Err(Error::param(
@@ -80,6 +83,6 @@ pub async fn images(ctx: Ctx) -> Result<Response<Body>> {
             "not allowed here: the package is the one in the path",
         ));
     }
-    let recs = ctx.svc.package_images(&ctx.segments[1], &filter)?;
-    Ok(super::manifests_response(&recs))
+    let recs = ctx.svc.package_images(&x, &filter)?;
+    Ok(manifests_response(&recs))
 }

@@ -1,4 +1,5 @@
 //! Handlers for store administration:
+//! - `GET /ping`: liveness, version and pid.
 //! - `GET /state[?verify=true]`: the fsck report (`service/fsck.rs`); 200
 //!   whether or not problems were found, `ok` says which. `verify` re-reads
 //!   every blob to check its digests; without it only sizes are checked.
@@ -7,10 +8,17 @@
 //! - `POST /vacuum[?dry_run=true][&uninstall_unused_days=N[&pool=P]]`:
 //!   garbage collection (`service/vacuum.rs`).
 
-use super::{json_response, Body, Ctx};
+use crate::api::http::{json_response, Body, Ctx};
+use crate::api::types::Ping;
 use crate::error::{Error, Result};
 use crate::service::{fsck, vacuum};
 use hyper::{Response, StatusCode};
+
+/// `GET /ping`.
+pub async fn ping(_ctx: Ctx) -> Result<Response<Body>> {
+    let v = serde_json::to_value(Ping::now()).map_err(|e| Error::internal("ping", e))?;
+    Ok(json_response(StatusCode::OK, &v))
+}
 
 /// A `true`/`false` parameter; absent is `false`.
 fn flag(ctx: &Ctx, name: &str) -> Result<bool> {
@@ -21,33 +29,27 @@ fn flag(ctx: &Ctx, name: &str) -> Result<bool> {
     }
 }
 
+/// `GET /state`.
 pub async fn state(ctx: Ctx) -> Result<Response<Body>> {
     let opts = fsck::Options {
         verify: flag(&ctx, "verify")?,
         repair: false,
     };
-    let report = ctx.svc.blocking(move |svc| svc.fsck(opts)).await?;
+    let report = ctx.svc.check(opts).await?;
     Ok(json_response(StatusCode::OK, &report.to_json()))
 }
 
+/// `POST /state?action=repair` (the action is checked by the route).
 pub async fn repair(ctx: Ctx) -> Result<Response<Body>> {
-    match ctx.param("action")? {
-        Some("repair") => {}
-        other => {
-            return Err(Error::param(
-                "action",
-                format!("{other:?}: POST /state takes action=repair"),
-            ))
-        }
-    }
     let opts = fsck::Options {
         verify: flag(&ctx, "verify")?,
         repair: true,
     };
-    let report = ctx.svc.blocking(move |svc| svc.fsck(opts)).await?;
+    let report = ctx.svc.check(opts).await?;
     Ok(json_response(StatusCode::OK, &report.to_json()))
 }
 
+/// `POST /vacuum`.
 pub async fn vacuum(ctx: Ctx) -> Result<Response<Body>> {
     let days = match ctx.param("uninstall_unused_days")? {
         None => None,
@@ -70,7 +72,7 @@ pub async fn vacuum(ctx: Ctx) -> Result<Response<Body>> {
         uninstall_unused_days: days,
         pool,
     };
-    let report = ctx.svc.blocking(move |svc| svc.vacuum(&opts)).await?;
+    let report = ctx.svc.run_vacuum(opts).await?;
     let v = serde_json::to_value(&report).map_err(|e| Error::internal("vacuum report", e))?;
     Ok(json_response(StatusCode::OK, &v))
 }

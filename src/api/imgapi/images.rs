@@ -1,0 +1,133 @@
+//! Handlers for `/images` and `/images/:uuid`: IMGAPI's paths, parameters
+//! and response shapes, so IMGAPI clients work unchanged. The image file is
+//! `files.rs`; installing into a pool is `pools.rs`.
+
+use super::tasks::accepted;
+use crate::api::http::{
+    json_body, json_bytes_response, json_response, manifests_response, no_content, Body, Ctx,
+};
+use crate::api::routes::{Export, ImportRemote};
+use crate::error::{Error, Result};
+use crate::service::create::{CreateRequest, FilesRequest};
+use crate::service::filter::ListFilter;
+use crate::service::ImageRecord;
+use hyper::{Response, StatusCode};
+use serde_json::Value;
+
+/// 200 with the image's manifest.
+pub(super) fn ok(rec: impl AsRef<ImageRecord>) -> Result<Response<Body>> {
+    let rec = rec.as_ref();
+    Ok(json_response(
+        StatusCode::OK,
+        &Value::Object(rec.manifest.clone()),
+    ))
+}
+
+/// `GET /images`: the page is assembled from the manifests' cached JSON
+/// (the same bytes `serde_json` would write for the array).
+pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
+    let filter = ListFilter::parse(&ctx.query)?;
+    let recs = ctx.svc.list_images(&filter)?;
+    Ok(manifests_response(&recs))
+}
+
+/// `GET /images/:uuid`: the manifest's cached JSON, shared, not copied.
+pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let c = ctx.svc.get_image_cached(&uuid)?;
+    Ok(json_bytes_response(StatusCode::OK, c.json_line().clone()))
+}
+
+/// `POST /images`: CreateImage.
+pub async fn create(ctx: Ctx) -> Result<Response<Body>> {
+    let (ctx, body) = json_body(ctx).await?;
+    ok(ctx.svc.create_image(body).await?)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, body: Value) -> Result<T> {
+    serde_json::from_value(body)
+        .map_err(|e| Error::param(what, format!("invalid request body: {e}")))
+}
+
+/// `POST /images?action=create-from-dataset`.
+pub async fn create_from_dataset(ctx: Ctx) -> Result<Response<Body>> {
+    let (ctx, body) = json_body(ctx).await?;
+    let req: CreateRequest = parse("body", body)?;
+    accepted(&ctx.svc.start_create_from_dataset(req).await?)
+}
+
+/// `POST /images?action=install-from-files`.
+pub async fn install_from_files(ctx: Ctx) -> Result<Response<Body>> {
+    let (ctx, body) = json_body(ctx).await?;
+    let req: FilesRequest = parse("body", body)?;
+    accepted(&ctx.svc.start_install_from_files(req).await?)
+}
+
+/// `POST /images/:uuid?action=import`: AdminImportImage.
+pub async fn import(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let (ctx, body) = json_body(ctx).await?;
+    ok(ctx.svc.import_image(uuid, body).await?)
+}
+
+/// `POST /images/:uuid?action=import-remote[&source=URL][&install=POOL]`.
+pub async fn import_remote(ctx: Ctx, req: ImportRemote) -> Result<Response<Body>> {
+    let ImportRemote {
+        uuid,
+        source,
+        install,
+    } = req;
+    accepted(&ctx.svc.start_import_remote(uuid, source, install).await?)
+}
+
+/// `POST /images/:uuid?action=activate`.
+pub async fn activate(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    ok(ctx.svc.activate(uuid).await?)
+}
+
+/// `POST /images/:uuid?action=enable` and `?action=disable`.
+pub async fn set_disabled(ctx: Ctx, uuid: String, disabled: bool) -> Result<Response<Body>> {
+    ok(ctx.svc.set_disabled(uuid, disabled).await?)
+}
+
+/// `POST /images/:uuid?action=update`.
+pub async fn update(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let (ctx, body) = json_body(ctx).await?;
+    ok(ctx.svc.update(uuid, body).await?)
+}
+
+/// `POST /images/:uuid?action=export&path=DIR`.
+pub async fn export(ctx: Ctx, req: Export) -> Result<Response<Body>> {
+    let Export { uuid, path } = req;
+    accepted(&ctx.svc.start_export(uuid, path.into()).await?)
+}
+
+/// Media types of a JSON Patch body: RFC 6902's, and Glance's (which is
+/// the same format under another name).
+const PATCH_MEDIA_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/openstack-images-v2.1-json-patch",
+];
+
+/// `PATCH /images/:uuid`: a JSON Patch of the manifest's mutable fields,
+/// applied atomically (see `service::patch`). Any other media type, or none,
+/// is 415 `UnsupportedMediaType`.
+pub async fn patch(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let given = ctx.header("content-type").unwrap_or_default();
+    let media = given.split(';').next().unwrap_or_default().trim();
+    if !PATCH_MEDIA_TYPES
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(media))
+    {
+        return Err(Error::UnsupportedMediaType(format!(
+            "PATCH needs Content-Type {}, got {given:?}",
+            PATCH_MEDIA_TYPES.join(" or ")
+        )));
+    }
+    let (ctx, body) = json_body(ctx).await?;
+    ok(ctx.svc.patch_image(uuid, body).await?)
+}
+
+/// `DELETE /images/:uuid`.
+pub async fn delete(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    ctx.svc.delete(uuid).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,120 @@
+//! The tasks as use cases: start one (the work is the use case's own, in
+//! `install.rs`, `create.rs` and `import.rs`; these run its blocking start
+//! off the async workers), list them, look at one (optionally waiting for
+//! its end), cancel one. Running them is `crate::tasks`.
+//!
+//! A start answers the new task, or the running one the request joined.
+
+use super::create::{CreateRequest, FilesRequest};
+use super::Service;
+use crate::error::Result;
+use crate::tasks::Task;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Service {
+    /// Starts installing `uuid` into `pool` (the configured default when
+    /// `None`); see [`Service::install`].
+    ///
+    /// # Errors
+    /// As [`Service::install`].
+    pub async fn start_install(
+        self: &Arc<Self>,
+        uuid: String,
+        pool: Option<String>,
+    ) -> Result<Task> {
+        let (task, _) = self
+            .blocking(move |svc| {
+                let svc = svc.arc();
+                svc.install(&uuid, pool.as_deref())
+            })
+            .await?;
+        Ok(task)
+    }
+
+    /// Starts exporting `uuid` into the directory `dir`; see
+    /// [`Service::export`].
+    ///
+    /// # Errors
+    /// As [`Service::export`].
+    pub async fn start_export(self: &Arc<Self>, uuid: String, dir: PathBuf) -> Result<Task> {
+        let (task, _) = self
+            .blocking(move |svc| svc.arc().export(&uuid, &dir))
+            .await?;
+        Ok(task)
+    }
+
+    /// Starts creating an image from a dataset; see
+    /// [`Service::create_from_dataset`].
+    ///
+    /// # Errors
+    /// As [`Service::create_from_dataset`].
+    pub async fn start_create_from_dataset(self: &Arc<Self>, req: CreateRequest) -> Result<Task> {
+        let (task, _) = self
+            .blocking(move |svc| svc.arc().create_from_dataset(req))
+            .await?;
+        Ok(task)
+    }
+
+    /// Starts installing from a manifest and file on this host; see
+    /// [`Service::install_from_files`].
+    ///
+    /// # Errors
+    /// As [`Service::install_from_files`].
+    pub async fn start_install_from_files(self: &Arc<Self>, req: FilesRequest) -> Result<Task> {
+        let (task, _) = self
+            .blocking(move |svc| svc.arc().install_from_files(req))
+            .await?;
+        Ok(task)
+    }
+
+    /// Starts importing `uuid` (and its missing origins) from `source`, or
+    /// from the sources in order, then installing it into `install` if
+    /// given; see [`Service::import_remote`].
+    ///
+    /// # Errors
+    /// As [`Service::import_remote`].
+    pub async fn start_import_remote(
+        self: &Arc<Self>,
+        uuid: String,
+        source: Option<String>,
+        install: Option<String>,
+    ) -> Result<Task> {
+        let (task, _) = self
+            .blocking(move |svc| {
+                svc.arc()
+                    .import_remote(&uuid, source.as_deref(), install.as_deref())
+            })
+            .await?;
+        Ok(task)
+    }
+
+    /// Every task the store remembers.
+    ///
+    /// # Errors
+    /// Only if the blocking pool fails.
+    pub async fn list_tasks(self: &Arc<Self>) -> Result<Vec<Task>> {
+        self.blocking(|svc| Ok(svc.tasks.list())).await
+    }
+
+    /// One task; with `wait`, once it has finished or `wait` has passed,
+    /// whichever comes first.
+    ///
+    /// # Errors
+    /// `ResourceNotFound` for an unknown id.
+    pub async fn task(&self, id: &str, wait: Option<Duration>) -> Result<Task> {
+        match wait {
+            Some(timeout) => self.tasks.wait(id, timeout).await,
+            None => self.tasks.get(id),
+        }
+    }
+
+    /// Asks a running task to stop; the task as it is now.
+    ///
+    /// # Errors
+    /// As [`crate::tasks::Tasks::cancel`].
+    pub fn cancel_task(&self, id: &str) -> Result<Task> {
+        self.tasks.cancel(id)
+    }
+}
