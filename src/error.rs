@@ -5,9 +5,25 @@
 //! (imgapi.md section 4) so existing clients understand them, and new names
 //! only for new conditions. Never rename one; the table test at the bottom
 //! pins code and status together.
+//!
+//! Lower modules have their own errors ([`SourceError`], [`MetaError`],
+//! [`ZfsError`](crate::zfs::ZfsError), [`CodecError`], ...) and never name
+//! this one. They are folded in here: a condition the client caused (a bad
+//! parameter, a conflict) becomes the flat variant with its code; a failure
+//! with a cause below it (I/O, sled, a remote) is kept whole in a
+//! transparent variant, so `source()` still reaches the cause, and answers
+//! with the code and status of the flat variant it stands for.
+//!
+//! [`StartError`] is what stops the daemon (or an offline verb) from
+//! starting: printed to the operator, never sent to a client.
 
 use crate::codec::CodecError;
+use crate::config::ConfigError;
 use crate::manifest::FieldError;
+use crate::sources::client::FetchError;
+use crate::sources::SourceError;
+use crate::store::layout::LockError;
+use crate::store::meta::MetaError;
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -123,6 +139,13 @@ pub enum Error {
     TlsError(String),
     #[error(transparent)]
     Zfs(#[from] crate::zfs::ZfsError),
+    /// A remote source, or the stored source list, failed (see
+    /// [`source_answer`] for the code).
+    #[error(transparent)]
+    Source(SourceError),
+    /// The image store's database or records failed: `InternalError`.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
 }
 
 impl Error {
@@ -170,6 +193,8 @@ impl Error {
             Error::RemoteSourceError(_) => "RemoteSourceError",
             Error::TlsError(_) => "TlsError",
             Error::Zfs(e) => e.code(),
+            Error::Source(e) => source_answer(e).code(),
+            Error::Meta(_) => "InternalError",
         }
     }
 
@@ -227,6 +252,8 @@ impl Error {
                     Z::CommandFailed { .. } | Z::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 }
             }
+            Error::Source(e) => source_answer(e).status(),
+            Error::Meta(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -296,6 +323,127 @@ impl From<CodecError> for Error {
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Error {
         Error::internal("database", e)
+    }
+}
+
+/// The flat variant a source error answers as: its code, status and
+/// message. A fetch answers by what went wrong (a permanent answer from
+/// the remote is a `DownloadError`, an unreachable one a
+/// `RemoteSourceError`, ...).
+fn source_answer(e: &SourceError) -> Error {
+    let msg = e.to_string();
+    match e {
+        SourceError::Spec { field, source } => Error::param(field, source.to_string()),
+        SourceError::AlreadyListed { .. } => Error::Conflict(msg),
+        SourceError::NotListed { .. } => Error::ResourceNotFound(msg),
+        SourceError::Fetch { source, .. } => match source {
+            FetchError::NotFound { .. }
+            | FetchError::Status { .. }
+            | FetchError::Invalid { .. }
+            | FetchError::Local { .. } => Error::DownloadError(msg),
+            FetchError::Network { .. } => Error::RemoteSourceError(msg),
+            FetchError::Tls { .. } => Error::TlsError(msg),
+            FetchError::Mismatch { .. } => Error::ChecksumMismatch(msg),
+            FetchError::Stopped => Error::Cancelled(msg),
+        },
+        SourceError::Store(_)
+        | SourceError::Load(_)
+        | SourceError::Encode(_)
+        | SourceError::Unreadable(_) => Error::Internal(msg),
+    }
+}
+
+/// The code a source error answers with, for reports that list several
+/// (`GET /sources/images`).
+pub fn source_code(e: &SourceError) -> &'static str {
+    source_answer(e).code()
+}
+
+/// A client's mistake (a bad spec, a conflict) becomes its flat variant,
+/// field errors included; a failure with a cause is kept whole.
+impl From<SourceError> for Error {
+    fn from(e: SourceError) -> Error {
+        match e {
+            SourceError::Spec { .. }
+            | SourceError::AlreadyListed { .. }
+            | SourceError::NotListed { .. } => source_answer(&e),
+            e => Error::Source(e),
+        }
+    }
+}
+
+/// Why the daemon, or an offline verb on its data dir, could not start.
+/// Printed to the operator (`imgstore: {e}`); the messages name the file,
+/// path or lock involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The data dir is locked by a running daemon and the verb works only
+    /// on a stopped one.
+    #[error("{source}: `imgstore {verb}` works on a stopped daemon's data dir; while the daemon runs use its API instead: {api}")]
+    Running {
+        #[source]
+        source: LockError,
+        verb: String,
+        api: String,
+    },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A step that failed with an I/O error: what was being done, and why.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A system call that failed (nix's error, as nix words it).
+    #[error("{context}: {source}")]
+    Sys {
+        context: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// A blocking step that panicked.
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+    /// A step that failed in sled.
+    #[error("{context}: {source}")]
+    Db {
+        context: String,
+        #[source]
+        source: sled::Error,
+    },
+    /// A step that failed in the service (opening the task list,
+    /// repairing, flushing).
+    #[error(transparent)]
+    Service(#[from] Error),
+    /// A refusal that has no cause below it (not a data dir, no such user).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl StartError {
+    /// An I/O failure while doing `context`.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+        let context = context.into();
+        move |source| StartError::Io { context, source }
+    }
+
+    /// A failed system call while doing `context`.
+    pub fn sys(context: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> StartError {
+        let context = context.into();
+        move |source| StartError::Sys { context, source }
+    }
+
+    /// A sled failure while doing `context`.
+    pub fn db(context: impl Into<String>) -> impl FnOnce(sled::Error) -> StartError {
+        let context = context.into();
+        move |source| StartError::Db { context, source }
     }
 }
 
@@ -462,6 +610,88 @@ mod tests {
             assert_eq!(e.code(), code, "{e:?}");
             assert_eq!(e.status().as_u16(), status, "{e:?}");
         }
+    }
+
+    /// What a source error answers with: the codes and statuses of the
+    /// flat variants it stands for (pinned above), and the same message.
+    #[test]
+    fn source_errors_answer_as_before() {
+        use crate::config::SourceConfig;
+        let url = |u: &str| u.to_string();
+        let st = |status| FetchError::Status {
+            url: url("u"),
+            status,
+            attempts: 1,
+        };
+        let fetch = |e: FetchError| Error::from(e.into_error("f"));
+        let cases: Vec<(Error, &str, u16)> = vec![
+            (
+                fetch(FetchError::NotFound { url: url("u") }),
+                "DownloadError",
+                502,
+            ),
+            (fetch(st(403)), "DownloadError", 502),
+            (
+                fetch(FetchError::Network {
+                    url: url("u"),
+                    detail: url("reset"),
+                    attempts: 1,
+                }),
+                "RemoteSourceError",
+                503,
+            ),
+            (
+                fetch(FetchError::Tls {
+                    url: url("u"),
+                    detail: url("d"),
+                }),
+                "TlsError",
+                502,
+            ),
+            (
+                fetch(FetchError::Mismatch {
+                    url: url("u"),
+                    detail: url("d"),
+                }),
+                "ChecksumMismatch",
+                422,
+            ),
+            (fetch(FetchError::Stopped), "Cancelled", 409),
+            (
+                SourceError::AlreadyListed { url: url("u") }.into(),
+                "Conflict",
+                409,
+            ),
+            (
+                SourceError::NotListed { url: url("u") }.into(),
+                "ResourceNotFound",
+                404,
+            ),
+        ];
+        for (e, code, status) in cases {
+            assert_eq!(e.code(), code, "{e:?}");
+            assert_eq!(e.status().as_u16(), status, "{e:?}");
+        }
+        let e = fetch(st(403));
+        assert_eq!(e.to_string(), "fetching f: GET u: HTTP 403 Forbidden");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the fetch error is kept"
+        );
+        let e = fetch(FetchError::Stopped);
+        assert_eq!(e.to_string(), "fetching f was stopped");
+        let spec = SourceConfig {
+            url: url("ftp://x"),
+            kind: crate::config::SourceKind::Imgapi,
+            insecure: false,
+        };
+        let e: Error = SourceError::Spec {
+            field: "url",
+            source: spec.target().unwrap_err(),
+        }
+        .into();
+        assert_eq!(e.code(), "InvalidParameter");
+        assert_eq!(e.body()["errors"][0]["field"], "url");
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub async fn add(ctx: Ctx) -> Result<Response<Body>> {
     let (ctx, body) = json_body(ctx).await?;
     let spec: SourceConfig = serde_json::from_value(body)
         .map_err(|e| Error::param("body", format!("expected {{url, type, insecure}}: {e}")))?;
-    let list = ctx.svc.blocking(move |svc| svc.sources.add(&spec)).await?;
+    let list = ctx
+        .svc
+        .blocking(move |svc| Ok(svc.sources.add(&spec)?))
+        .await?;
     Ok(json_response(StatusCode::CREATED, &specs_json(&list)?))
 }
 
@@ -39,7 +42,7 @@ pub async fn remove(ctx: Ctx) -> Result<Response<Body>> {
         .ok_or_else(|| Error::param("url", "missing: the URL of the source to remove"))?
         .to_string();
     ctx.svc
-        .blocking(move |svc| svc.sources.remove(&url))
+        .blocking(move |svc| Ok(svc.sources.remove(&url)?))
         .await?;
     Ok(no_content())
 }
@@ -68,7 +71,11 @@ pub async fn avail(ctx: Ctx) -> Result<Response<Body>> {
         .iter()
         .map(|r| json!({"manifest": Value::Object(r.manifest.clone()), "source": from.get(r.uuid())}))
         .collect();
-    let errors: Vec<Value> = avail.failures.iter().map(|f| f.to_json()).collect();
+    let errors: Vec<Value> = avail
+        .failures
+        .iter()
+        .map(|f| f.to_json(crate::error::source_code(&f.error)))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({"images": images, "errors": errors}),
