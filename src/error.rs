@@ -22,6 +22,7 @@ use crate::config::ConfigError;
 use crate::manifest::FieldError;
 use crate::sources::client::FetchError;
 use crate::sources::SourceError;
+use crate::store::cas::CasError;
 use crate::store::layout::LockError;
 use crate::store::meta::MetaError;
 use hyper::StatusCode;
@@ -143,6 +144,13 @@ pub enum Error {
     /// [`source_answer`] for the code).
     #[error(transparent)]
     Source(SourceError),
+    /// The blob store failed while doing `context` (see [`Error::cas`]).
+    #[error("{}", cas_answer(.context, .source))]
+    Cas {
+        context: String,
+        #[source]
+        source: CasError,
+    },
     /// The image store's database or records failed: `InternalError`.
     #[error(transparent)]
     Meta(#[from] MetaError),
@@ -194,6 +202,7 @@ impl Error {
             Error::TlsError(_) => "TlsError",
             Error::Zfs(e) => e.code(),
             Error::Source(e) => source_answer(e).code(),
+            Error::Cas { context, source } => cas_answer(context, source).code(),
             Error::Meta(_) => "InternalError",
         }
     }
@@ -253,6 +262,7 @@ impl Error {
                 }
             }
             Error::Source(e) => source_answer(e).status(),
+            Error::Cas { context, source } => cas_answer(context, source).status(),
             Error::Meta(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -299,10 +309,15 @@ impl Error {
 
     /// Maps an I/O error, turning a full disk into a 507.
     pub fn io(context: &str, e: std::io::Error) -> Error {
-        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-            Error::InsufficientStorage(format!("{context}: no space left on device"))
-        } else {
-            Error::internal(context, e)
+        io_answer(context, &e)
+    }
+
+    /// A blob store failure while doing `context`, kept whole: it answers
+    /// as [`Error::io`] would (a full disk is a 507).
+    pub fn cas(context: impl Into<String>, source: CasError) -> Error {
+        Error::Cas {
+            context: context.into(),
+            source,
         }
     }
 }
@@ -323,6 +338,22 @@ impl From<CodecError> for Error {
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Error {
         Error::internal("database", e)
+    }
+}
+
+fn io_answer(context: &str, e: &std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+        Error::InsufficientStorage(format!("{context}: no space left on device"))
+    } else {
+        Error::internal(context, e)
+    }
+}
+
+/// The flat variant a blob store error answers as.
+fn cas_answer(context: &str, e: &CasError) -> Error {
+    match e {
+        CasError::Io(io) => io_answer(context, io),
+        CasError::NotADigest(_) => Error::internal(context, e),
     }
 }
 
@@ -699,6 +730,26 @@ mod tests {
         let e = Error::io("writing x", std::io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(e.status().as_u16(), 507);
         assert!(e.to_string().contains("writing x"));
+    }
+
+    /// A blob store error answers as the I/O error would, and keeps it.
+    #[test]
+    fn cas_errors_answer_as_io_errors() {
+        let full = || std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let e = Error::cas("storing x", CasError::Io(full()));
+        assert_eq!(
+            (e.code(), e.status().as_u16()),
+            ("InsufficientStorage", 507)
+        );
+        assert_eq!(e.to_string(), Error::io("storing x", full()).to_string());
+        assert!(std::error::Error::source(&e).is_some());
+        let denied = || std::io::Error::from_raw_os_error(libc::EACCES);
+        let e = Error::cas("storing x", CasError::Io(denied()));
+        assert_eq!((e.code(), e.status().as_u16()), ("InternalError", 500));
+        assert_eq!(e.to_string(), Error::io("storing x", denied()).to_string());
+        let e = Error::cas("image u", CasError::NotADigest("x".into()));
+        assert_eq!(e.code(), "InternalError");
+        assert_eq!(e.to_string(), "image u: not a sha256 hex digest: \"x\"");
     }
 
     #[test]

@@ -48,7 +48,7 @@ use super::Service;
 use crate::config::Config;
 use crate::error::{Error, Result, StartError};
 use crate::manifest;
-use crate::store::cas::Cas;
+use crate::store::cas::{Cas, CasError, Digests};
 use crate::store::layout::{self, PidLock};
 use crate::store::meta::{self, ImageRecord, MetaError};
 use serde::Serialize;
@@ -420,7 +420,7 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
             }
         }
     }
-    let mut digests: HashMap<String, std::io::Result<crate::store::cas::Digests>> = HashMap::new();
+    let mut digests: HashMap<String, std::result::Result<Digests, CasError>> = HashMap::new();
     for (uuid, rec) in &good {
         let Some(file) = rec.file() else { continue };
         let Some(sha256) = rec.blob_sha256() else {

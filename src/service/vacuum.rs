@@ -226,7 +226,7 @@ impl Service {
                 if !dry_run {
                     self.cas
                         .remove(&sha)
-                        .map_err(|e| Error::io(&format!("removing blob {sha}"), e))?;
+                        .map_err(|e| Error::cas(format!("removing blob {sha}"), e))?;
                 }
                 report.add("blob", sha, bytes);
             }
