@@ -141,7 +141,7 @@ pub enum Error {
     #[error(transparent)]
     Zfs(#[from] crate::zfs::ZfsError),
     /// A remote source, or the stored source list, failed (see
-    /// [`source_answer`] for the code).
+    /// `source_answer` for the code).
     #[error(transparent)]
     Source(SourceError),
     /// The blob store failed while doing `context` (see [`Error::cas`]).
@@ -412,6 +412,10 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
     /// The data dir is locked by a running daemon and the verb works only
     /// on a stopped one.
     #[error("{source}: `imgstore {verb}` works on a stopped daemon's data dir; while the daemon runs use its API instead: {api}")]
@@ -421,34 +425,17 @@ pub enum StartError {
         verb: String,
         api: String,
     },
-    #[error(transparent)]
-    Meta(#[from] MetaError),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    /// A step that failed with an I/O error: what was being done, and why.
+    /// A step that failed (I/O, a system call, sled): what was being
+    /// done, and the cause in its own words.
     #[error("{context}: {source}")]
-    Io {
+    Step {
         context: String,
         #[source]
-        source: std::io::Error,
-    },
-    /// A system call that failed (nix's error, as nix words it).
-    #[error("{context}: {source}")]
-    Sys {
-        context: String,
-        #[source]
-        source: nix::errno::Errno,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A blocking step that panicked.
     #[error(transparent)]
     Join(#[from] tokio::task::JoinError),
-    /// A step that failed in sled.
-    #[error("{context}: {source}")]
-    Db {
-        context: String,
-        #[source]
-        source: sled::Error,
-    },
     /// A step that failed in the service (opening the task list,
     /// repairing, flushing).
     #[error(transparent)]
@@ -459,22 +446,16 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// An I/O failure while doing `context`.
-    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    /// A failure of the step `context` (for `map_err`).
+    pub fn during<E>(context: impl Into<String>) -> impl FnOnce(E) -> StartError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let context = context.into();
-        move |source| StartError::Io { context, source }
-    }
-
-    /// A failed system call while doing `context`.
-    pub fn sys(context: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> StartError {
-        let context = context.into();
-        move |source| StartError::Sys { context, source }
-    }
-
-    /// A sled failure while doing `context`.
-    pub fn db(context: impl Into<String>) -> impl FnOnce(sled::Error) -> StartError {
-        let context = context.into();
-        move |source| StartError::Db { context, source }
+        move |source| StartError::Step {
+            context,
+            source: Box::new(source),
+        }
     }
 }
 

@@ -3,13 +3,10 @@
 //! # Layout
 //! The modules form a stack, listed here bottom to top; a module uses only
 //! the ones below it (`python3 ../shared/tools/modgraph.py src` finds no
-//! circle). Exceptions left for now: [`error`] takes `FieldError` from
-//! [`manifest`] and converts [`zfs`]'s errors, and [`store::meta`] reads
-//! manifests.
+//! circle). Exception left for now: [`store::meta`] reads manifests.
 //! - [`time`]: the one RFC 3339 clock every stored timestamp comes from.
 //! - [`codec`]: the (de)compressors of `files[].compression` and the one
 //!   `CHUNK` every data path moves bytes in.
-//! - [`error`]: the error enum with IMGAPI codes and HTTP statuses.
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`config`]: the TOML config, embedded defaults, validation.
 //! - [`access`]: who is calling ([`access::Peer`], SO_PEERCRED) and who may
@@ -23,6 +20,11 @@
 //! - [`manifest`]: every rule of the IMGAPI manifest v2 (pure, no I/O).
 //! - [`sources`]: remote image sources (IMGAPI, DSAPI, directories) and the
 //!   HTTP(S) client that fetches from them with retries and resume.
+//! - [`error`]: the error enum with IMGAPI codes and HTTP statuses; the
+//!   modules listed before it have their own errors and never name it, it folds them
+//!   in ([`sources::SourceError`], [`store::meta::MetaError`],
+//!   [`store::cas::CasError`], [`zfs::ZfsError`]); and
+//!   [`error::StartError`], what stops the daemon from starting.
 //! - [`tasks`]: long operations that answer 202 with a task.
 //! - [`service`]: the use cases (create, import, add file, activate, ...);
 //!   no HTTP types.

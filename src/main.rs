@@ -24,7 +24,7 @@ fn serve(args: ServeArgs, conn: Conn) -> Result<(), StartError> {
         .enable_all()
         .thread_name("imgstore")
         .build()
-        .map_err(StartError::io("starting the runtime"))?;
+        .map_err(StartError::during("starting the runtime"))?;
     rt.block_on(async move {
         let bound = server::bind(config)?;
         server::run(bound, control, move |svc| {

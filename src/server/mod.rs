@@ -21,6 +21,7 @@ use crate::store::layout::{self, PidLock};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use nix::unistd::{Group, User};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,7 +54,7 @@ pub struct Bound {
 /// or the socket path.
 pub fn bind(config: Config) -> Result<Bound, StartError> {
     let mode = config.socket_mode_bits()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(StartError::io(format!(
+    std::fs::create_dir_all(&config.data_dir).map_err(StartError::during(format!(
         "data dir {}",
         config.data_dir.display()
     )))?;
@@ -63,7 +64,7 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
     )?;
     let socket = config.socket.clone();
     if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(StartError::io(format!(
+        std::fs::create_dir_all(parent).map_err(StartError::during(format!(
             "socket directory {}",
             parent.display()
         )))?;
@@ -74,45 +75,25 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
         Path::new(&lock_name),
         &format!("socket {}", socket.display()),
     )?;
-    let owner = if config.socket_owner.is_empty() {
-        None
-    } else {
-        let u = nix::unistd::User::from_name(&config.socket_owner)
-            .map_err(StartError::sys(format!(
-                "socket_owner {:?}",
-                config.socket_owner
-            )))?
-            .ok_or_else(|| {
-                StartError::Refused(format!(
-                    "socket_owner {:?}: no such user",
-                    config.socket_owner
-                ))
-            })?;
-        Some(u.uid)
-    };
-    let group = if config.socket_group.is_empty() {
-        None
-    } else {
-        let g = nix::unistd::Group::from_name(&config.socket_group)
-            .map_err(StartError::sys(format!(
-                "socket_group {:?}",
-                config.socket_group
-            )))?
-            .ok_or_else(|| {
-                StartError::Refused(format!(
-                    "socket_group {:?}: no such group",
-                    config.socket_group
-                ))
-            })?;
-        Some(g.gid)
-    };
+    let owner = account(
+        "socket_owner",
+        &config.socket_owner,
+        "user",
+        User::from_name,
+    )?;
+    let group = account(
+        "socket_group",
+        &config.socket_group,
+        "group",
+        Group::from_name,
+    )?;
     let peer = peer::bind(&config.peer.listen)?;
     let svc = Service::open(config)?;
     // Holding the socket lock, a leftover socket can only be a crashed
     // daemon's.
     match std::fs::remove_file(&socket) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(StartError::io(format!(
+            return Err(StartError::during(format!(
                 "removing stale socket {}",
                 socket.display()
             ))(e))
@@ -122,18 +103,17 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(&socket);
     nix::sys::stat::umask(old);
-    let listener = listener.map_err(StartError::io(format!(
+    let listener = listener.map_err(StartError::during(format!(
         "binding socket {}",
         socket.display()
     )))?;
     if owner.is_some() || group.is_some() {
-        nix::unistd::chown(&socket, owner, group).map_err(StartError::sys(format!(
-            "chown of socket {}",
-            socket.display()
-        )))?;
+        nix::unistd::chown(&socket, owner.map(|u| u.uid), group.map(|g| g.gid)).map_err(
+            StartError::during(format!("chown of socket {}", socket.display())),
+        )?;
     }
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode)).map_err(
-        StartError::io(format!("chmod of socket {}", socket.display())),
+        StartError::during(format!("chmod of socket {}", socket.display())),
     )?;
     Ok(Bound {
         svc,
@@ -143,6 +123,25 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
         _data_lock: data_lock,
         _socket_lock: socket_lock,
     })
+}
+
+/// Looks up the `kind` ("user", "group") named by the config key `key`
+/// (`""` is none), with a message naming the key when it does not exist.
+fn account<T>(
+    key: &str,
+    name: &str,
+    kind: &str,
+    find: impl FnOnce(&str) -> nix::Result<Option<T>>,
+) -> Result<Option<T>, StartError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match find(name).map_err(StartError::during(format!("{key} {name:?}")))? {
+        Some(found) => Ok(Some(found)),
+        None => Err(StartError::Refused(format!(
+            "{key} {name:?}: no such {kind}"
+        ))),
+    }
 }
 
 /// Tells systemd (Type=notify) that the daemon is ready, when it runs under
@@ -372,7 +371,7 @@ const DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
 pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, StartError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(StartError::io("registering signal handlers"))?;
+        .map_err(StartError::during("registering signal handlers"))?;
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("signals".into())
@@ -388,6 +387,6 @@ pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, StartError> {
                 }
             }
         })
-        .map_err(StartError::io("starting the signal thread"))?;
+        .map_err(StartError::during("starting the signal thread"))?;
     Ok(rx)
 }

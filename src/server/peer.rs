@@ -35,11 +35,11 @@ pub fn bind(listen: &str) -> Result<Option<std::net::TcpListener>, StartError> {
     if listen.is_empty() {
         return Ok(None);
     }
-    let l = std::net::TcpListener::bind(listen).map_err(StartError::io(format!(
+    let l = std::net::TcpListener::bind(listen).map_err(StartError::during(format!(
         "binding the peer listener on {listen}"
     )))?;
     l.set_nonblocking(true)
-        .map_err(StartError::io(format!("peer listener {listen}")))?;
+        .map_err(StartError::during(format!("peer listener {listen}")))?;
     Ok(Some(l))
 }
 

@@ -67,30 +67,34 @@ impl Service {
     pub fn open(config: Config) -> std::result::Result<Arc<Service>, StartError> {
         let dir: &Path = &config.data_dir;
         std::fs::create_dir_all(dir)
-            .map_err(StartError::io(format!("data dir {}", dir.display())))?;
-        let cas =
-            Cas::open(dir).map_err(StartError::io(format!("blob store in {}", dir.display())))?;
+            .map_err(StartError::during(format!("data dir {}", dir.display())))?;
+        let cas = Cas::open(dir).map_err(StartError::during(format!(
+            "blob store in {}",
+            dir.display()
+        )))?;
         let meta = Meta::open(dir)?;
         let (tasks, interrupted) = Tasks::open(
             meta.tree(tree::TASKS)
-                .map_err(StartError::db("task database"))?,
+                .map_err(StartError::during("task database"))?,
         )?;
         for t in &interrupted {
             tracing::warn!(task = %t.id, kind = %t.kind, "task was interrupted by a restart; marked failed");
         }
         let journal = meta
             .tree(tree::JOURNAL)
-            .map_err(StartError::db("journal"))?;
+            .map_err(StartError::during("journal"))?;
         let sources = Sources::open(
             meta.tree(tree::SOURCES)
-                .map_err(StartError::db("sources"))?,
+                .map_err(StartError::during("sources"))?,
             &config.sources,
         )?;
         let zfs = Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
-        let tree = meta.tree(tree::PACKAGES).map_err(StartError::db(format!(
-            "sled tree packages in {}",
-            dir.display()
-        )))?;
+        let tree = meta
+            .tree(tree::PACKAGES)
+            .map_err(StartError::during(format!(
+                "sled tree packages in {}",
+                dir.display()
+            )))?;
         let packages = PackageStore::open(dir, tree)?;
         tasks.set_max_running(config.limits.max_tasks);
         Ok(Arc::new_cyclic(|me| Service {
