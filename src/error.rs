@@ -7,12 +7,13 @@
 //! pins code and status together.
 //!
 //! Lower modules have their own errors ([`SourceError`], [`MetaError`],
-//! [`ZfsError`](crate::zfs::ZfsError), [`CodecError`], ...) and never name
-//! this one. They are folded in here: a condition the client caused (a bad
-//! parameter, a conflict) becomes the flat variant with its code; a failure
-//! with a cause below it (I/O, sled, a remote) is kept whole in a
-//! transparent variant, so `source()` still reaches the cause, and answers
-//! with the code and status of the flat variant it stands for.
+//! [`CasError`], [`ZfsError`](crate::zfs::ZfsError), [`CodecError`], ...)
+//! and never name this one. They are folded in here: a condition the client
+//! caused (a bad parameter, a conflict) becomes the flat variant with its
+//! code; a failure with a cause below it (I/O, sled, a remote) is kept
+//! whole (`Source`, `Zfs`; `Cas` and `Meta` with the caller's context), so
+//! `source()` still reaches the cause, and answers with the code, status
+//! and message of the flat variant it stands for.
 //!
 //! [`StartError`] is what stops the daemon (or an offline verb) from
 //! starting: printed to the operator, never sent to a client.
@@ -151,9 +152,14 @@ pub enum Error {
         #[source]
         source: CasError,
     },
-    /// The image store's database or records failed: `InternalError`.
-    #[error(transparent)]
-    Meta(#[from] MetaError),
+    /// The image store's database or records failed while doing
+    /// `context` (see [`Error::meta`]): `InternalError`.
+    #[error("{context}: {source}")]
+    Meta {
+        context: String,
+        #[source]
+        source: MetaError,
+    },
 }
 
 impl Error {
@@ -203,7 +209,7 @@ impl Error {
             Error::Zfs(e) => e.code(),
             Error::Source(e) => source_answer(e).code(),
             Error::Cas { context, source } => cas_answer(context, source).code(),
-            Error::Meta(_) => "InternalError",
+            Error::Meta { .. } => "InternalError",
         }
     }
 
@@ -263,7 +269,7 @@ impl Error {
             }
             Error::Source(e) => source_answer(e).status(),
             Error::Cas { context, source } => cas_answer(context, source).status(),
-            Error::Meta(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Meta { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -310,6 +316,14 @@ impl Error {
     /// Maps an I/O error, turning a full disk into a 507.
     pub fn io(context: &str, e: std::io::Error) -> Error {
         io_answer(context, &e)
+    }
+
+    /// A database or records failure while doing `context`, kept whole.
+    pub fn meta(context: impl Into<String>, source: MetaError) -> Error {
+        Error::Meta {
+            context: context.into(),
+            source,
+        }
     }
 
     /// A blob store failure while doing `context`, kept whole: it answers
@@ -711,6 +725,21 @@ mod tests {
         let e = Error::io("writing x", std::io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(e.status().as_u16(), 507);
         assert!(e.to_string().contains("writing x"));
+    }
+
+    /// A database error is an `InternalError` that keeps its cause.
+    #[test]
+    fn meta_errors_are_internal_and_keep_their_cause() {
+        let e = Error::meta(
+            "rebuilding the sled index",
+            MetaError::Panicked("boom".into()),
+        );
+        assert_eq!((e.code(), e.status().as_u16()), ("InternalError", 500));
+        assert_eq!(
+            e.to_string(),
+            Error::internal("rebuilding the sled index", "sled panicked: boom").to_string()
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 
     /// A blob store error answers as the I/O error would, and keeps it.

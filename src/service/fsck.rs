@@ -738,7 +738,7 @@ impl Service {
                 let n = svc
                     .meta
                     .reindex()
-                    .map_err(|e| Error::internal("rebuilding the sled index", e))?;
+                    .map_err(|e| Error::meta("rebuilding the sled index", e))?;
                 tracing::warn!(repaired = n, "fsck: sled index rebuilt from the manifest records");
             }
             // Under the lock no write is halfway: every temp file is stale.
