@@ -5,7 +5,7 @@
 //! bytes in.
 //!
 //! The bottom of the stack: no other module of the crate is used here, so
-//! anything may use it; [`CodecError`] becomes a [`crate::error::Error`]
+//! anything may use it; [`CodecError`] becomes a `crate::error::Error`
 //! where a request is answered.
 
 use std::io::{self, Read, Write};

@@ -97,31 +97,32 @@ impl SourceConfig {
     /// # Errors
     /// A message naming the problem: not an http(s) URL (imgapi, dsapi), not
     /// an absolute path (file), a query parameter other than `channel`.
-    pub fn target(&self) -> Result<SourceTarget, String> {
+    pub fn target(&self) -> Result<SourceTarget, ConfigError> {
         let url = self.url.trim();
         if url.is_empty() {
-            return Err("url is empty".into());
+            return Err(invalid("url is empty".into()));
         }
         let target = match self.kind {
             SourceKind::File => {
                 let path = url.strip_prefix("file://").unwrap_or(url);
                 let dir = PathBuf::from(path);
                 if !dir.is_absolute() || path.contains('?') {
-                    return Err(format!(
+                    return Err(invalid(format!(
                         "url {url:?}: a file source is an absolute directory path (or file:///dir)"
-                    ));
+                    )));
                 }
                 SourceTarget::File { dir }
             }
             SourceKind::Imgapi | SourceKind::Dsapi => {
                 let (base, channel) = split_channel(url)?;
-                let uri: hyper::Uri = base
-                    .parse()
-                    .map_err(|e| format!("url {url:?} is not a valid URL: {e}"))?;
+                let uri: hyper::Uri = base.parse().map_err(|source| ConfigError::Url {
+                    url: url.to_string(),
+                    source,
+                })?;
                 if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                    return Err(format!(
+                    return Err(invalid(format!(
                         "url {url:?}: expected an http:// or https:// URL with a host"
-                    ));
+                    )));
                 }
                 let trimmed = base.trim_end_matches('/').to_string();
                 if self.kind == SourceKind::Imgapi {
@@ -138,9 +139,9 @@ impl SourceConfig {
             }
         };
         if self.insecure && !url.starts_with("https://") {
-            return Err(format!(
+            return Err(invalid(format!(
                 "url {url:?}: insecure only applies to https:// sources"
-            ));
+            )));
         }
         Ok(target)
     }
@@ -149,7 +150,7 @@ impl SourceConfig {
 /// Splits `?channel=` off an http(s) URL; any other query parameter is an
 /// error (nothing else is understood, so silently dropping it would hide a
 /// mistake).
-fn split_channel(url: &str) -> Result<(String, Option<String>), String> {
+fn split_channel(url: &str) -> Result<(String, Option<String>), ConfigError> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_string(), None));
     };
@@ -158,9 +159,9 @@ fn split_channel(url: &str) -> Result<(String, Option<String>), String> {
         match &*k {
             "channel" if !v.is_empty() => channel = Some(v.into_owned()),
             other => {
-                return Err(format!(
+                return Err(invalid(format!(
                 "url {url:?}: query parameter {other:?} is not understood (only ?channel=NAME is)"
-            ))
+            )))
             }
         }
     }
@@ -292,6 +293,53 @@ impl Limits {
     }
 }
 
+/// Why a config, or one source in it, is not usable. The messages are the
+/// ones operators read at startup and on reload; they name the file, the
+/// key and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read; what is in it is wrong.
+    #[error("config {}: {source}", .path.display())]
+    In {
+        path: PathBuf,
+        #[source]
+        source: Box<ConfigError>,
+    },
+    #[error("{}", .0.to_string().trim())]
+    Syntax(#[source] toml::de::Error),
+    #[error("log_level {level:?}: {source}")]
+    LogLevel {
+        level: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("sources[{index}]: {source}")]
+    Source {
+        index: usize,
+        #[source]
+        source: Box<ConfigError>,
+    },
+    #[error("url {url:?} is not a valid URL: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: hyper::http::uri::InvalidUri,
+    },
+    /// A value the types accept but the rules do not.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(message: String) -> ConfigError {
+    ConfigError::Invalid(message)
+}
+
 impl Config {
     /// Loads the config. An explicit path must exist; the default path may be
     /// absent, in which case the embedded defaults are used.
@@ -299,7 +347,7 @@ impl Config {
     /// # Errors
     /// The file cannot be read, is not valid TOML, has an unknown key or a
     /// value that fails [`Config::validate`]. The message names the file.
-    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let (path, explicit) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
@@ -309,77 +357,87 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 return Ok(Config::default())
             }
-            Err(e) => return Err(format!("config {}: {e}", path.display())),
+            Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+        Config::parse(&text).map_err(|e| ConfigError::In {
+            path,
+            source: Box::new(e),
+        })
     }
 
     /// Parses and validates TOML text.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(ConfigError::Syntax)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks values that TOML types alone cannot.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.socket_mode_bits()?;
         if !matches!(self.log_format.as_str(), "json" | "text") {
-            return Err(format!(
+            return Err(invalid(format!(
                 "log_format: expected \"json\" or \"text\", got {:?}",
                 self.log_format
-            ));
+            )));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .map_err(|e| format!("log_level {:?}: {e}", self.log_level))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|source| {
+            ConfigError::LogLevel {
+                level: self.log_level.clone(),
+                source,
+            }
+        })?;
         if self.socket.as_os_str().len() > 100 {
-            return Err(format!(
+            return Err(invalid(format!(
                 "socket: path {} is longer than the 100 bytes a Unix socket address holds",
                 self.socket.display()
-            ));
+            )));
         }
         if self.limits.max_connections == 0 {
-            return Err("limits.max_connections must be at least 1".into());
+            return Err(invalid("limits.max_connections must be at least 1".into()));
         }
         let l = &self.limits;
         if l.header_timeout_secs == 0 || l.idle_timeout_secs == 0 || l.request_timeout_secs == 0 {
-            return Err("limits: timeouts must be at least 1 second".into());
+            return Err(invalid("limits: timeouts must be at least 1 second".into()));
         }
         for (i, s) in self.sources.iter().enumerate() {
-            s.target().map_err(|e| format!("sources[{i}]: {e}"))?;
+            s.target().map_err(|e| ConfigError::Source {
+                index: i,
+                source: Box::new(e),
+            })?;
         }
         if !self.peer.listen.is_empty() {
             self.peer
                 .listen
                 .parse::<std::net::SocketAddr>()
                 .map_err(|_| {
-                    format!(
+                    invalid(format!(
                         "peer.listen: expected \"\" (off) or ADDR:PORT such as \"127.0.0.1:9090\", got {:?}",
                         self.peer.listen
-                    )
+                    ))
                 })?;
         }
         if l.max_header_bytes < 1024 {
-            return Err(format!(
+            return Err(invalid(format!(
                 "limits.max_header_bytes must be at least 1024, got {}",
                 l.max_header_bytes
-            ));
+            )));
         }
         if l.max_tasks == 0 {
-            return Err("limits.max_tasks must be at least 1".into());
+            return Err(invalid("limits.max_tasks must be at least 1".into()));
         }
         Ok(())
     }
 
     /// The socket mode as permission bits.
-    pub fn socket_mode_bits(&self) -> Result<u32, String> {
+    pub fn socket_mode_bits(&self) -> Result<u32, ConfigError> {
         let s = self.socket_mode.trim_start_matches("0o");
         match u32::from_str_radix(s, 8) {
             Ok(m) if m <= 0o777 => Ok(m),
-            _ => Err(format!(
+            _ => Err(invalid(format!(
                 "socket_mode: expected octal permission bits such as \"0660\", got {:?}",
                 self.socket_mode
-            )),
+            ))),
         }
     }
 }
@@ -396,9 +454,13 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::parse("data_dirr = \"/x\"\n").unwrap_err();
+        let err = Config::parse("data_dirr = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("data_dirr"), "{err}");
-        let err = Config::parse("[limits]\nmax_fle_bytes = 3\n").unwrap_err();
+        let err = Config::parse("[limits]\nmax_fle_bytes = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_fle_bytes"), "{err}");
     }
 
@@ -410,8 +472,9 @@ mod tests {
         assert_eq!(
             Config::parse("socket_mode = \"0600\"")
                 .unwrap()
-                .socket_mode_bits(),
-            Ok(0o600)
+                .socket_mode_bits()
+                .ok(),
+            Some(0o600)
         );
     }
 
@@ -425,17 +488,25 @@ mod tests {
         assert!(!c.sources[0].insecure);
         assert_eq!(c.sources[1].kind, SourceKind::File);
         assert_eq!(c.peer.listen, "127.0.0.1:9090");
-        let err = Config::parse("sources = [{url = \"ftp://x\"}]").unwrap_err();
+        let err = Config::parse("sources = [{url = \"ftp://x\"}]")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sources[0]"), "{err}");
-        let err = Config::parse("sources = [{url = \"http://x\", type = \"docker\"}]").unwrap_err();
+        let err = Config::parse("sources = [{url = \"http://x\", type = \"docker\"}]")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("docker"), "{err}");
-        let err = Config::parse("[peer]\nlisten = \"9090\"").unwrap_err();
+        let err = Config::parse("[peer]\nlisten = \"9090\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("peer.listen"), "{err}");
     }
 
     #[test]
     fn missing_default_file_means_defaults_but_explicit_missing_file_is_an_error() {
-        let err = Config::load(Some(Path::new("/nonexistent/imgstore.toml"))).unwrap_err();
+        let err = Config::load(Some(Path::new("/nonexistent/imgstore.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/imgstore.toml"), "{err}");
     }
 }

@@ -7,9 +7,27 @@
 //! (imgapi.md section 4) so existing clients understand them, and new names
 //! only for new conditions. Never rename one; the table test in
 //! `api/error.rs` pins code and status together.
+//!
+//! Lower modules have their own errors ([`SourceError`], [`MetaError`],
+//! [`CasError`], [`ZfsError`](crate::zfs::ZfsError), [`CodecError`], ...)
+//! and never name this one. They are folded in here: a condition the client
+//! caused (a bad parameter, a conflict) becomes the flat variant with its
+//! code; a failure with a cause below it (I/O, sled, a remote) is kept
+//! whole (`Source`, `Zfs`; `Cas` and `Meta` with the caller's context), so
+//! `source()` still reaches the cause, and answers with the code, status
+//! and message of the flat variant it stands for.
+//!
+//! [`StartError`] is what stops the daemon (or an offline verb) from
+//! starting: printed to the operator, never sent to a client.
 
 use crate::codec::CodecError;
+use crate::config::ConfigError;
 use crate::manifest::FieldError;
+use crate::sources::client::FetchError;
+use crate::sources::SourceError;
+use crate::store::cas::CasError;
+use crate::store::layout::LockError;
+use crate::store::meta::MetaError;
 use serde_json::json;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -124,6 +142,25 @@ pub enum Error {
     TlsError(String),
     #[error(transparent)]
     Zfs(#[from] crate::zfs::ZfsError),
+    /// A remote source, or the stored source list, failed (see
+    /// `source_answer` for the code).
+    #[error(transparent)]
+    Source(SourceError),
+    /// The blob store failed while doing `context` (see [`Error::cas`]).
+    #[error("{}", cas_answer(.context, .source))]
+    Cas {
+        context: String,
+        #[source]
+        source: CasError,
+    },
+    /// The image store's database or records failed while doing
+    /// `context` (see [`Error::meta`]): `InternalError`.
+    #[error("{context}: {source}")]
+    Meta {
+        context: String,
+        #[source]
+        source: MetaError,
+    },
 }
 
 impl Error {
@@ -171,6 +208,9 @@ impl Error {
             Error::RemoteSourceError(_) => "RemoteSourceError",
             Error::TlsError(_) => "TlsError",
             Error::Zfs(e) => e.code(),
+            Error::Source(e) => source_answer(e).code(),
+            Error::Cas { context, source } => cas_answer(context, source).code(),
+            Error::Meta { .. } => "InternalError",
         }
     }
 
@@ -216,10 +256,23 @@ impl Error {
 
     /// Maps an I/O error, turning a full disk into a 507.
     pub fn io(context: &str, e: std::io::Error) -> Error {
-        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-            Error::InsufficientStorage(format!("{context}: no space left on device"))
-        } else {
-            Error::internal(context, e)
+        io_answer(context, &e)
+    }
+
+    /// A database or records failure while doing `context`, kept whole.
+    pub fn meta(context: impl Into<String>, source: MetaError) -> Error {
+        Error::Meta {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A blob store failure while doing `context`, kept whole: it answers
+    /// as [`Error::io`] would (a full disk is a 507).
+    pub fn cas(context: impl Into<String>, source: CasError) -> Error {
+        Error::Cas {
+            context: context.into(),
+            source,
         }
     }
 }
@@ -243,9 +296,245 @@ impl From<sled::Error> for Error {
     }
 }
 
+fn io_answer(context: &str, e: &std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+        Error::InsufficientStorage(format!("{context}: no space left on device"))
+    } else {
+        Error::internal(context, e)
+    }
+}
+
+/// The flat variant a blob store error answers as.
+pub(crate) fn cas_answer(context: &str, e: &CasError) -> Error {
+    match e {
+        CasError::Io(io) => io_answer(context, io),
+        CasError::NotADigest(_) => Error::internal(context, e),
+    }
+}
+
+/// The flat variant a source error answers as: its code, status and
+/// message. A fetch answers by what went wrong (a permanent answer from
+/// the remote is a `DownloadError`, an unreachable one a
+/// `RemoteSourceError`, ...).
+pub(crate) fn source_answer(e: &SourceError) -> Error {
+    let msg = e.to_string();
+    match e {
+        SourceError::Spec { field, source } => Error::param(field, source.to_string()),
+        SourceError::AlreadyListed { .. } => Error::Conflict(msg),
+        SourceError::NotListed { .. } => Error::ResourceNotFound(msg),
+        SourceError::Fetch { source, .. } => match source {
+            FetchError::NotFound { .. }
+            | FetchError::Status { .. }
+            | FetchError::Invalid { .. }
+            | FetchError::Local { .. } => Error::DownloadError(msg),
+            FetchError::Network { .. } => Error::RemoteSourceError(msg),
+            FetchError::Tls { .. } => Error::TlsError(msg),
+            FetchError::Mismatch { .. } => Error::ChecksumMismatch(msg),
+            FetchError::Stopped => Error::Cancelled(msg),
+        },
+        SourceError::Store(_)
+        | SourceError::Load(_)
+        | SourceError::Encode(_)
+        | SourceError::Unreadable(_) => Error::Internal(msg),
+    }
+}
+
+/// The code a source error answers with, for reports that list several
+/// (`GET /sources/images`).
+pub fn source_code(e: &SourceError) -> &'static str {
+    source_answer(e).code()
+}
+
+/// A client's mistake (a bad spec, a conflict) becomes its flat variant,
+/// field errors included; a failure with a cause is kept whole.
+impl From<SourceError> for Error {
+    fn from(e: SourceError) -> Error {
+        match e {
+            SourceError::Spec { .. }
+            | SourceError::AlreadyListed { .. }
+            | SourceError::NotListed { .. } => source_answer(&e),
+            e => Error::Source(e),
+        }
+    }
+}
+
+/// Why the daemon, or an offline verb on its data dir, could not start.
+/// Printed to the operator (`imgstore: {e}`); the messages name the file,
+/// path or lock involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The data dir is locked by a running daemon and the verb works only
+    /// on a stopped one.
+    #[error("{source}: `imgstore {verb}` works on a stopped daemon's data dir; while the daemon runs use its API instead: {api}")]
+    Running {
+        #[source]
+        source: LockError,
+        verb: String,
+        api: String,
+    },
+    /// A step that failed (I/O, a system call, sled): what was being
+    /// done, and the cause in its own words.
+    #[error("{context}: {source}")]
+    Step {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A blocking step that panicked.
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+    /// A step that failed in the service (opening the task list,
+    /// repairing, flushing).
+    #[error(transparent)]
+    Service(#[from] Error),
+    /// A refusal that has no cause below it (not a data dir, no such user).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl StartError {
+    /// A failure of the step `context` (for `map_err`).
+    pub fn during<E>(context: impl Into<String>) -> impl FnOnce(E) -> StartError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let context = context.into();
+        move |source| StartError::Step {
+            context,
+            source: Box::new(source),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::error::status;
+
+    /// What a source error answers with: the codes and statuses of the
+    /// flat variants it stands for (pinned above), and the same message.
+    #[test]
+    fn source_errors_answer_as_before() {
+        use crate::config::SourceConfig;
+        let url = |u: &str| u.to_string();
+        let st = |status| FetchError::Status {
+            url: url("u"),
+            status,
+            attempts: 1,
+        };
+        let fetch = |e: FetchError| Error::from(e.into_error("f"));
+        let cases: Vec<(Error, &str, u16)> = vec![
+            (
+                fetch(FetchError::NotFound { url: url("u") }),
+                "DownloadError",
+                502,
+            ),
+            (fetch(st(403)), "DownloadError", 502),
+            (
+                fetch(FetchError::Network {
+                    url: url("u"),
+                    detail: url("reset"),
+                    attempts: 1,
+                }),
+                "RemoteSourceError",
+                503,
+            ),
+            (
+                fetch(FetchError::Tls {
+                    url: url("u"),
+                    detail: url("d"),
+                }),
+                "TlsError",
+                502,
+            ),
+            (
+                fetch(FetchError::Mismatch {
+                    url: url("u"),
+                    detail: url("d"),
+                }),
+                "ChecksumMismatch",
+                422,
+            ),
+            (fetch(FetchError::Stopped), "Cancelled", 409),
+            (
+                SourceError::AlreadyListed { url: url("u") }.into(),
+                "Conflict",
+                409,
+            ),
+            (
+                SourceError::NotListed { url: url("u") }.into(),
+                "ResourceNotFound",
+                404,
+            ),
+        ];
+        for (e, code, want) in cases {
+            assert_eq!(e.code(), code, "{e:?}");
+            assert_eq!(status(&e).as_u16(), want, "{e:?}");
+        }
+        let e = fetch(st(403));
+        assert_eq!(e.to_string(), "fetching f: GET u: HTTP 403 Forbidden");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the fetch error is kept"
+        );
+        let e = fetch(FetchError::Stopped);
+        assert_eq!(e.to_string(), "fetching f was stopped");
+        let spec = SourceConfig {
+            url: url("ftp://x"),
+            kind: crate::config::SourceKind::Imgapi,
+            insecure: false,
+        };
+        let e: Error = SourceError::Spec {
+            field: "url",
+            source: spec.target().unwrap_err(),
+        }
+        .into();
+        assert_eq!(e.code(), "InvalidParameter");
+        assert_eq!(e.body()["errors"][0]["field"], "url");
+    }
+
+    /// A database error is an `InternalError` that keeps its cause.
+    #[test]
+    fn meta_errors_are_internal_and_keep_their_cause() {
+        let e = Error::meta(
+            "rebuilding the sled index",
+            MetaError::Panicked("boom".into()),
+        );
+        assert_eq!((e.code(), status(&e).as_u16()), ("InternalError", 500));
+        assert_eq!(
+            e.to_string(),
+            Error::internal("rebuilding the sled index", "sled panicked: boom").to_string()
+        );
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    /// A blob store error answers as the I/O error would, and keeps it.
+    #[test]
+    fn cas_errors_answer_as_io_errors() {
+        let full = || std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let e = Error::cas("storing x", CasError::Io(full()));
+        assert_eq!(
+            (e.code(), status(&e).as_u16()),
+            ("InsufficientStorage", 507)
+        );
+        assert_eq!(e.to_string(), Error::io("storing x", full()).to_string());
+        assert!(std::error::Error::source(&e).is_some());
+        let denied = || std::io::Error::from_raw_os_error(libc::EACCES);
+        let e = Error::cas("storing x", CasError::Io(denied()));
+        assert_eq!((e.code(), status(&e).as_u16()), ("InternalError", 500));
+        assert_eq!(e.to_string(), Error::io("storing x", denied()).to_string());
+        let e = Error::cas("image u", CasError::NotADigest("x".into()));
+        assert_eq!(e.code(), "InternalError");
+        assert_eq!(e.to_string(), "image u: not a sha256 hex digest: \"x\"");
+    }
 
     #[test]
     fn body_lists_field_errors() {

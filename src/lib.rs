@@ -3,20 +3,14 @@
 //! # Layout
 //! The modules form a stack, listed here bottom to top; a module uses only
 //! the ones below it (`python3 ../shared/tools/modgraph.py src` finds no
-//! circle). Exceptions left for now: [`error`] takes `FieldError` from
-//! [`manifest`] and converts [`zfs`]'s errors, and [`store::meta`] reads
-//! manifests.
+//! circle). Exception left for now: [`store::meta`] reads manifests.
 //! - [`time`]: the one RFC 3339 clock every stored timestamp comes from.
 //! - [`codec`]: the (de)compressors of `files[].compression` and the one
 //!   `CHUNK` every data path moves bytes in.
-//! - [`error`]: the error enum with IMGAPI codes and the IMGAPI error body
-//!   (the HTTP status of each code is [`api::error`]'s).
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`config`]: the TOML config, embedded defaults, validation.
 //! - [`access`]: who is calling ([`access::Peer`], SO_PEERCRED) and who may
 //!   read and who may write.
-//! - [`conn`]: per-connection plumbing: a write deadline and JSON for the
-//!   errors hyper answers by itself.
 //! - [`store`]: where everything lives in the data dir and its lock
 //!   ([`store::layout`]), the content-addressed blob store ([`store::cas`])
 //!   and the metadata index in sled with on-disk records ([`store::meta`]).
@@ -24,6 +18,12 @@
 //! - [`manifest`]: every rule of the IMGAPI manifest v2 (pure, no I/O).
 //! - [`sources`]: remote image sources (IMGAPI, DSAPI, directories) and the
 //!   HTTP(S) client that fetches from them with retries and resume.
+//! - [`error`]: the error enum with IMGAPI codes and the IMGAPI error body
+//!   (the HTTP status of each code is [`api::error`]'s); the
+//!   modules listed before it have their own errors and never name it, it folds them
+//!   in ([`sources::SourceError`], [`store::meta::MetaError`],
+//!   [`store::cas::CasError`], [`zfs::ZfsError`]); and
+//!   [`error::StartError`], what stops the daemon from starting.
 //! - [`tasks`]: long operations that answer 202 with a task.
 //! - [`service`]: the use cases (create, import, add file, activate, ...);
 //!   no HTTP types. [`service::Service`]'s fields are private: one method
@@ -33,6 +33,8 @@
 //!   HTTP status; the IMGAPI dialect's handlers are [`api::imgapi`], one
 //!   file per resource (images, files, pools, tasks, sources, packages,
 //!   admin), over the service only.
+//! - [`conn`]: per-connection plumbing: a write deadline and JSON for the
+//!   errors hyper answers by itself.
 //! - [`server`]: data-dir and socket ownership, accept loop, signals; and
 //!   [`server::peer`], the optional TCP listener serving the read-only
 //!   IMGAPI subset to other nodes.

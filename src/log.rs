@@ -24,11 +24,21 @@ pub struct LevelHandle(reload::Handle<EnvFilter, Registry>);
 
 impl LevelHandle {
     /// # Errors
-    /// The directive does not parse.
-    pub fn set(&self, level: &str) -> Result<(), String> {
-        let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        self.0.reload(f).map_err(|e| e.to_string())
+    /// The directive does not parse, or the subscriber is gone.
+    pub fn set(&self, level: &str) -> Result<(), LevelError> {
+        let f = EnvFilter::try_new(level)?;
+        Ok(self.0.reload(f)?)
     }
+}
+
+/// Why the live log level could not be changed; the message is the
+/// underlying error's own.
+#[derive(Debug, thiserror::Error)]
+pub enum LevelError {
+    #[error(transparent)]
+    Directive(#[from] tracing_subscriber::filter::ParseError),
+    #[error(transparent)]
+    Reload(#[from] reload::Error),
 }
 
 /// Installs the global subscriber. `format` is "json" (Bunyan) or "text".

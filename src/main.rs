@@ -3,10 +3,11 @@
 
 use clap::Parser;
 use imgstore::cli::{self, Cli, Cmd, Conn, ServeArgs};
+use imgstore::error::StartError;
 use imgstore::server;
 use std::process::ExitCode;
 
-fn serve(args: ServeArgs, conn: Conn) -> Result<(), String> {
+fn serve(args: ServeArgs, conn: Conn) -> Result<(), StartError> {
     // glibc gives every thread that allocates under contention its own
     // arena (up to 8 per core); with hundreds of connections and blocking
     // threads that fragments memory and RSS creeps up. Four arenas keep
@@ -23,7 +24,7 @@ fn serve(args: ServeArgs, conn: Conn) -> Result<(), String> {
         .enable_all()
         .thread_name("imgstore")
         .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
+        .map_err(StartError::during("starting the runtime"))?;
     rt.block_on(async move {
         let bound = server::bind(config)?;
         server::run(bound, control, move |svc| {
@@ -34,7 +35,7 @@ fn serve(args: ServeArgs, conn: Conn) -> Result<(), String> {
 }
 
 /// `imgstore fsck`: offline, on a stopped daemon's data dir.
-fn fsck(args: cli::FsckArgs, conn: &Conn) -> Result<ExitCode, String> {
+fn fsck(args: cli::FsckArgs, conn: &Conn) -> Result<ExitCode, StartError> {
     use imgstore::service::fsck;
     let mut config = imgstore::config::Config::load(conn.config.as_deref())?;
     if let Some(d) = &args.data_dir {

@@ -64,6 +64,11 @@ pub fn status(e: &Error) -> StatusCode {
                 Z::CommandFailed { .. } | Z::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             }
         }
+        // Kept whole for their cause; they answer as the flat variant they
+        // stand for (see error.rs).
+        Error::Source(e) => status(&crate::error::source_answer(e)),
+        Error::Cas { context, source } => status(&crate::error::cas_answer(context, source)),
+        Error::Meta { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -19,7 +19,7 @@ pub mod progress;
 pub mod task;
 mod verbs;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -235,7 +235,7 @@ impl ServeArgs {
     ///
     /// # Errors
     /// The file is unreadable or invalid (the message names it).
-    pub fn load(&self, conn: &Conn) -> Result<Config, String> {
+    pub fn load(&self, conn: &Conn) -> Result<Config, ConfigError> {
         let mut c = Config::load(conn.config.as_deref())?;
         if let Some(d) = &self.data_dir {
             c.data_dir = d.clone();
@@ -619,7 +619,7 @@ impl From<client::Error> for CliError {
 
 impl Conn {
     fn load_config(&self) -> Result<Config, CliError> {
-        Config::load(self.config.as_deref()).map_err(CliError::local)
+        Config::load(self.config.as_deref()).map_err(|e| CliError::local(e.to_string()))
     }
 
     /// The socket: --socket / $IMGSTORE_SOCKET, else the config's.

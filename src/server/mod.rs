@@ -12,14 +12,16 @@ pub mod peer;
 
 use crate::access::{self, Peer};
 use crate::api;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::conn::{self, HyperErrors, WriteDeadline};
+use crate::error::StartError;
 use crate::log::LevelHandle;
 use crate::service::Service;
 use crate::store::layout::{self, PidLock};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use nix::unistd::{Group, User};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,18 +52,22 @@ pub struct Bound {
 /// # Errors
 /// A message naming what failed: the lock (with the holder's pid), the store,
 /// or the socket path.
-pub fn bind(config: Config) -> Result<Bound, String> {
+pub fn bind(config: Config) -> Result<Bound, StartError> {
     let mode = config.socket_mode_bits()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(StartError::during(format!(
+        "data dir {}",
+        config.data_dir.display()
+    )))?;
     let data_lock = PidLock::acquire(
         &layout::lock(&config.data_dir),
         &format!("data dir {}", config.data_dir.display()),
     )?;
     let socket = config.socket.clone();
     if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("socket directory {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(StartError::during(format!(
+            "socket directory {}",
+            parent.display()
+        )))?;
     }
     let mut lock_name = socket.clone().into_os_string();
     lock_name.push(".lock");
@@ -69,42 +75,46 @@ pub fn bind(config: Config) -> Result<Bound, String> {
         Path::new(&lock_name),
         &format!("socket {}", socket.display()),
     )?;
-    let owner = if config.socket_owner.is_empty() {
-        None
-    } else {
-        let u = nix::unistd::User::from_name(&config.socket_owner)
-            .map_err(|e| format!("socket_owner {:?}: {e}", config.socket_owner))?
-            .ok_or_else(|| format!("socket_owner {:?}: no such user", config.socket_owner))?;
-        Some(u.uid)
-    };
-    let group = if config.socket_group.is_empty() {
-        None
-    } else {
-        let g = nix::unistd::Group::from_name(&config.socket_group)
-            .map_err(|e| format!("socket_group {:?}: {e}", config.socket_group))?
-            .ok_or_else(|| format!("socket_group {:?}: no such group", config.socket_group))?;
-        Some(g.gid)
-    };
+    let owner = account(
+        "socket_owner",
+        &config.socket_owner,
+        "user",
+        User::from_name,
+    )?;
+    let group = account(
+        "socket_group",
+        &config.socket_group,
+        "group",
+        Group::from_name,
+    )?;
     let peer = peer::bind(&config.peer.listen)?;
     let svc = Service::open(config)?;
     // Holding the socket lock, a leftover socket can only be a crashed
     // daemon's.
     match std::fs::remove_file(&socket) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("removing stale socket {}: {e}", socket.display()))
+            return Err(StartError::during(format!(
+                "removing stale socket {}",
+                socket.display()
+            ))(e))
         }
         _ => {}
     }
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(&socket);
     nix::sys::stat::umask(old);
-    let listener = listener.map_err(|e| format!("binding socket {}: {e}", socket.display()))?;
+    let listener = listener.map_err(StartError::during(format!(
+        "binding socket {}",
+        socket.display()
+    )))?;
     if owner.is_some() || group.is_some() {
-        nix::unistd::chown(&socket, owner, group)
-            .map_err(|e| format!("chown of socket {}: {e}", socket.display()))?;
+        nix::unistd::chown(&socket, owner.map(|u| u.uid), group.map(|g| g.gid)).map_err(
+            StartError::during(format!("chown of socket {}", socket.display())),
+        )?;
     }
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod of socket {}: {e}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode)).map_err(
+        StartError::during(format!("chmod of socket {}", socket.display())),
+    )?;
     Ok(Bound {
         svc,
         listener,
@@ -113,6 +123,25 @@ pub fn bind(config: Config) -> Result<Bound, String> {
         _data_lock: data_lock,
         _socket_lock: socket_lock,
     })
+}
+
+/// Looks up the `kind` ("user", "group") named by the config key `key`
+/// (`""` is none), with a message naming the key when it does not exist.
+fn account<T>(
+    key: &str,
+    name: &str,
+    kind: &str,
+    find: impl FnOnce(&str) -> nix::Result<Option<T>>,
+) -> Result<Option<T>, StartError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match find(name).map_err(StartError::during(format!("{key} {name:?}")))? {
+        Some(found) => Ok(Some(found)),
+        None => Err(StartError::Refused(format!(
+            "{key} {name:?}: no such {kind}"
+        ))),
+    }
 }
 
 /// Tells systemd (Type=notify) that the daemon is ready, when it runs under
@@ -148,7 +177,7 @@ pub async fn run(
     bound: Bound,
     mut control: mpsc::UnboundedReceiver<Control>,
     mut on_reload: impl FnMut(&Arc<Service>),
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let Bound {
         svc,
         listener,
@@ -268,10 +297,7 @@ pub async fn run(
         let _ = t.await;
     }
     let flush_svc = svc.clone();
-    tokio::task::spawn_blocking(move || flush_svc.flush())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || flush_svc.flush()).await??;
     tracing::info!("stopped");
     Ok(())
 }
@@ -280,7 +306,7 @@ pub async fn run(
 /// `shutdown_grace_secs` and `default_pool` change live; keys that need a
 /// restart keep their running values and are named in a warning. A config
 /// that failed to load or validate is refused and the old one kept.
-pub fn reload(svc: &Arc<Service>, new: Result<Config, String>, level: &LevelHandle) {
+pub fn reload(svc: &Arc<Service>, new: Result<Config, ConfigError>, level: &LevelHandle) {
     let new = match new {
         Ok(c) => c,
         Err(e) => {
@@ -342,10 +368,10 @@ const DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
 ///
 /// # Errors
 /// The handlers cannot be registered.
-pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, String> {
+pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, StartError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| format!("registering signal handlers: {e}"))?;
+        .map_err(StartError::during("registering signal handlers"))?;
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("signals".into())
@@ -361,6 +387,6 @@ pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, String> {
                 }
             }
         })
-        .map_err(|e| format!("starting the signal thread: {e}"))?;
+        .map_err(StartError::during("starting the signal thread"))?;
     Ok(rx)
 }

@@ -17,7 +17,7 @@
 use crate::access::Peer;
 use crate::api;
 use crate::conn::{self, HyperErrors, WriteDeadline};
-use crate::error::Error;
+use crate::error::{Error, StartError};
 use crate::service::Service;
 use hyper::service::service_fn;
 use hyper::{Method, Request};
@@ -31,14 +31,15 @@ use tokio::sync::{watch, Semaphore};
 ///
 /// # Errors
 /// The address is not `ADDR:PORT`, or cannot be bound (the message names it).
-pub fn bind(listen: &str) -> Result<Option<std::net::TcpListener>, String> {
+pub fn bind(listen: &str) -> Result<Option<std::net::TcpListener>, StartError> {
     if listen.is_empty() {
         return Ok(None);
     }
-    let l = std::net::TcpListener::bind(listen)
-        .map_err(|e| format!("binding the peer listener on {listen}: {e}"))?;
+    let l = std::net::TcpListener::bind(listen).map_err(StartError::during(format!(
+        "binding the peer listener on {listen}"
+    )))?;
     l.set_nonblocking(true)
-        .map_err(|e| format!("peer listener {listen}: {e}"))?;
+        .map_err(StartError::during(format!("peer listener {listen}")))?;
     Ok(Some(l))
 }
 

@@ -273,7 +273,7 @@ impl Service {
             svc.check_origin_exists(&m)?;
             svc.cas
                 .commit(sealed)
-                .map_err(|e| Error::io(&format!("storing the file of image {uuid}"), e))?;
+                .map_err(|e| Error::cas(format!("storing the file of image {uuid}"), e))?;
             svc.meta
                 .put(ImageRecord {
                     manifest: m,

@@ -46,11 +46,11 @@
 use super::install::Undo;
 use super::Service;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartError};
 use crate::manifest;
-use crate::store::cas::Cas;
+use crate::store::cas::{Cas, CasError, Digests};
 use crate::store::layout::{self, PidLock};
-use crate::store::meta::{self, ImageRecord};
+use crate::store::meta::{self, ImageRecord, MetaError};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -184,7 +184,7 @@ pub struct Options {
 /// Everything a check compares, gathered at one moment.
 struct Snapshot {
     records: Vec<meta::RecordFile>,
-    index: std::result::Result<Vec<(String, Option<ImageRecord>)>, String>,
+    index: std::result::Result<Vec<(String, Option<ImageRecord>)>, MetaError>,
     /// The records the API serves from (online only).
     cache: Option<Vec<Arc<ImageRecord>>>,
     blobs: Vec<String>,
@@ -420,7 +420,7 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
             }
         }
     }
-    let mut digests: HashMap<String, std::io::Result<crate::store::cas::Digests>> = HashMap::new();
+    let mut digests: HashMap<String, std::result::Result<Digests, CasError>> = HashMap::new();
     for (uuid, rec) in &good {
         let Some(file) = rec.file() else { continue };
         let Some(sha256) = rec.blob_sha256() else {
@@ -738,7 +738,7 @@ impl Service {
                 let n = svc
                     .meta
                     .reindex()
-                    .map_err(|e| Error::internal("rebuilding the sled index", e))?;
+                    .map_err(|e| Error::meta("rebuilding the sled index", e))?;
                 tracing::warn!(repaired = n, "fsck: sled index rebuilt from the manifest records");
             }
             // Under the lock no write is halfway: every temp file is stale.
@@ -816,13 +816,13 @@ fn mark_repaired(before: &mut Report, after: &Report) {
 /// # Errors
 /// The data dir is in use by a running daemon (the message names its pid
 /// and says to use the API), or the store cannot be opened for repair.
-pub fn run_offline(config: &Config, opts: Options) -> std::result::Result<Report, String> {
+pub fn run_offline(config: &Config, opts: Options) -> std::result::Result<Report, StartError> {
     let data_dir = &config.data_dir;
     if !layout::records(data_dir).is_dir() && !layout::db(data_dir).exists() {
-        return Err(format!(
+        return Err(StartError::Refused(format!(
             "{} is not an imgstore data dir (no manifests/ or db/)",
             data_dir.display()
-        ));
+        )));
     }
     let _lock = lock_offline(
         config,
@@ -847,9 +847,8 @@ pub fn run_offline(config: &Config, opts: Options) -> std::result::Result<Report
                 verify: false,
                 repair: false,
             })
-        })
-        .map_err(|e| e.to_string())?;
-    svc.flush().map_err(|e| e.to_string())?;
+        })?;
+    svc.flush()?;
     let mut report = before;
     report.repair = true;
     mark_repaired(&mut report, &after);
@@ -861,16 +860,16 @@ pub fn lock_offline(
     config: &Config,
     verb: &str,
     api: &str,
-) -> std::result::Result<PidLock, String> {
+) -> std::result::Result<PidLock, StartError> {
     let data_dir = &config.data_dir;
     PidLock::acquire(
         &layout::lock(data_dir),
         &format!("data dir {}", data_dir.display()),
     )
-    .map_err(|e| {
-        format!(
-            "{e}: `imgstore {verb}` works on a stopped daemon's data dir; while the daemon runs use its API instead: {api}"
-        )
+    .map_err(|source| StartError::Running {
+        source,
+        verb: verb.to_string(),
+        api: api.to_string(),
     })
 }
 
@@ -886,7 +885,7 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
             layout::tree::JOURNAL,
         ],
     );
-    let (index, stale_tasks, pending_undo) = match &trees {
+    let (index, stale_tasks, pending_undo) = match trees {
         Ok(t) => {
             let stale: Vec<(String, String)> = t[1]
                 .iter()
@@ -896,7 +895,7 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
                 .collect();
             (Ok(meta::parse_index(&t[0])), stale, journal_by_task(&t[2]))
         }
-        Err(e) => (Err(e.clone()), Vec::new(), BTreeMap::new()),
+        Err(e) => (Err(e), Vec::new(), BTreeMap::new()),
     };
     let (mut temps, broken_dbs) = data_dir_leftovers(data_dir);
     temps.extend(not_found_is_empty(cas.stale_temps()).unwrap_or_default());
@@ -1101,7 +1100,9 @@ mod tests {
             crate::store::layout::PidLock::acquire(&dir.path().join("imgstore.lock"), "x").unwrap();
         // flock locks are per open file description: a second acquire in
         // the same process conflicts too.
-        let e = run_offline(&cfg, Options::default()).unwrap_err();
+        let e = run_offline(&cfg, Options::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("GET /state") && e.contains(&std::process::id().to_string()),
             "{e}"

@@ -310,7 +310,7 @@ impl Service {
         let d = sealed.digests.clone();
         self.cas
             .commit(sealed)
-            .map_err(io_err(format!("storing the file of image {uuid}")))?;
+            .map_err(|e| Error::cas(format!("storing the file of image {uuid}"), e))?;
         let old_blob = cur.blob_sha256().map(str::to_string);
         let mut rec = (*cur).clone();
         rec.manifest.insert(
@@ -430,7 +430,7 @@ impl Service {
         let path = self
             .cas
             .blob_path(sha)
-            .map_err(|e| Error::internal(&format!("image {uuid}"), e))?;
+            .map_err(|e| Error::cas(format!("image {uuid}"), e))?;
         Ok((rec, path))
     }
 }

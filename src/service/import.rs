@@ -197,7 +197,9 @@ impl Service {
             match rt.block_on(catalog.get(uuid)) {
                 Ok(None) => not_here.push(src.url().to_string()),
                 Err(e) => {
-                    let e = e.into_error(&format!("image {uuid} from source {}", src.url()));
+                    let e = Error::from(
+                        e.into_error(&format!("image {uuid} from source {}", src.url())),
+                    );
                     tracing::warn!(source = src.url(), error = %e, "source failed; trying the next");
                     failures.push((src.url().to_string(), e));
                 }
@@ -309,7 +311,8 @@ impl Service {
                 }
                 Err(e) => {
                     return Err(ChainError::Source(
-                        e.into_error(&format!("origin {origin} from source {}", src.url())),
+                        e.into_error(&format!("origin {origin} from source {}", src.url()))
+                            .into(),
                     ))
                 }
             }
@@ -526,7 +529,7 @@ impl Service {
         if let Err(e) = outcome {
             let transient = e.is_transient();
             return fail(
-                e.into_error(&format!("{what} from {}", src.url())),
+                e.into_error(&format!("{what} from {}", src.url())).into(),
                 transient,
             );
         }

@@ -262,7 +262,7 @@ impl Service {
         let path = self
             .cas
             .blob_path(&want_sha256)
-            .map_err(|e| Error::internal(&format!("image {uuid}"), e))?;
+            .map_err(|e| Error::cas(format!("image {uuid}"), e))?;
         let blob = std::fs::File::open(&path)
             .map_err(|e| Error::internal(&format!("opening the file of image {uuid}"), e))?;
 
@@ -315,7 +315,7 @@ impl Service {
         let digests = if matches!(copied, Err(CopyError::Write(_))) {
             self.cas
                 .digest(&want_sha256)
-                .map_err(|e| Error::internal(&format!("reading the file of image {uuid}"), e))?
+                .map_err(|e| Error::cas(format!("reading the file of image {uuid}"), e))?
         } else {
             digests
         };

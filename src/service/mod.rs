@@ -26,7 +26,7 @@ pub mod tasks;
 pub mod vacuum;
 
 use crate::config::{Config, Limits};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartError};
 use crate::sources::Sources;
 use crate::store::layout::tree;
 use crate::store::{cas::Cas, meta::Meta, packages::PackageStore};
@@ -76,29 +76,37 @@ impl Service {
     ///
     /// # Errors
     /// The data dir cannot be created, or the store in it cannot be opened.
-    pub fn open(config: Config) -> std::result::Result<Arc<Service>, String> {
+    pub fn open(config: Config) -> std::result::Result<Arc<Service>, StartError> {
         let dir: &Path = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
-        let cas = Cas::open(dir).map_err(|e| format!("blob store in {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(StartError::during(format!("data dir {}", dir.display())))?;
+        let cas = Cas::open(dir).map_err(StartError::during(format!(
+            "blob store in {}",
+            dir.display()
+        )))?;
         let meta = Meta::open(dir)?;
-        let (tasks, interrupted) = meta
-            .tree(tree::TASKS)
-            .map_err(|e| format!("task database: {e}"))
-            .and_then(|t| Tasks::open(t).map_err(|e| e.to_string()))?;
+        let (tasks, interrupted) = Tasks::open(
+            meta.tree(tree::TASKS)
+                .map_err(StartError::during("task database"))?,
+        )?;
         for t in &interrupted {
             tracing::warn!(task = %t.id, kind = %t.kind, "task was interrupted by a restart; marked failed");
         }
         let journal = meta
             .tree(tree::JOURNAL)
-            .map_err(|e| format!("journal: {e}"))?;
-        let sources = meta
-            .tree(tree::SOURCES)
-            .map_err(|e| format!("sources: {e}"))
-            .and_then(|t| Sources::open(t, &config.sources))?;
+            .map_err(StartError::during("journal"))?;
+        let sources = Sources::open(
+            meta.tree(tree::SOURCES)
+                .map_err(StartError::during("sources"))?,
+            &config.sources,
+        )?;
         let zfs = Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
         let tree = meta
             .tree(tree::PACKAGES)
-            .map_err(|e| format!("sled tree packages in {}: {e}", dir.display()))?;
+            .map_err(StartError::during(format!(
+                "sled tree packages in {}",
+                dir.display()
+            )))?;
         let packages = PackageStore::open(dir, tree)?;
         tasks.set_max_running(config.limits.max_tasks);
         Ok(Arc::new_cyclic(|me| Service {

@@ -57,7 +57,7 @@ impl Pointer {
     ///
     /// # Errors
     /// No leading `/`, or a `~` not followed by `0` or `1`.
-    pub fn parse(s: &str) -> std::result::Result<Pointer, String> {
+    pub fn parse(s: &str) -> std::result::Result<Pointer, PointerError> {
         if s.is_empty() {
             return Ok(Pointer {
                 text: String::new(),
@@ -65,7 +65,7 @@ impl Pointer {
             });
         }
         let Some(rest) = s.strip_prefix('/') else {
-            return Err(format!("JSON pointer {s:?} must be empty or start with /"));
+            return Err(PointerError::NoLeadingSlash(s.to_string()));
         };
         let tokens = rest
             .split('/')
@@ -80,11 +80,7 @@ impl Pointer {
                     match chars.next() {
                         Some('0') => out.push('~'),
                         Some('1') => out.push('/'),
-                        _ => {
-                            return Err(format!(
-                                "JSON pointer {s:?} has a ~ not followed by 0 or 1"
-                            ))
-                        }
+                        _ => return Err(PointerError::BadEscape(s.to_string())),
                     }
                 }
                 Ok(out)
@@ -104,6 +100,51 @@ impl Pointer {
     fn is_proper_prefix_of(&self, other: &Pointer) -> bool {
         self.tokens.len() < other.tokens.len() && other.tokens.starts_with(&self.tokens)
     }
+}
+
+/// A JSON Pointer that does not parse (RFC 6901).
+#[derive(Debug, thiserror::Error)]
+pub enum PointerError {
+    #[error("JSON pointer {0:?} must be empty or start with /")]
+    NoLeadingSlash(String),
+    #[error("JSON pointer {0:?} has a ~ not followed by 0 or 1")]
+    BadEscape(String),
+}
+
+/// An operation object that is not an RFC 6902 operation; becomes
+/// [`PatchError::Malformed`] with the operation's index.
+#[derive(Debug, thiserror::Error)]
+enum OpError {
+    #[error("an operation must be a JSON object")]
+    NotAnObject,
+    #[error("missing \"{0}\"")]
+    Missing(&'static str),
+    #[error("\"{0}\" must be a string")]
+    NotAString(&'static str),
+    #[error("unknown op {0:?}: expected add, remove, replace, move, copy or test")]
+    UnknownOp(String),
+    #[error(transparent)]
+    Pointer(#[from] PointerError),
+}
+
+/// An operation whose target does not fit the document; becomes
+/// [`PatchError::Conflict`] with the operation's index and path.
+#[derive(Debug, thiserror::Error)]
+enum TargetError {
+    #[error("{0:?} does not exist")]
+    Missing(String),
+    #[error("cannot move {from:?} into its own child {path:?}")]
+    MoveIntoChild { from: String, path: String },
+    #[error("{0:?} is not an array index")]
+    NotAnIndex(String),
+    #[error("index {index} is past the end of an array of {len}")]
+    PastTheEnd { index: usize, len: usize },
+    #[error("the parent of {0:?} is not an object or an array")]
+    ParentNotAContainer(String),
+    #[error("the parent of {0:?} does not exist")]
+    NoParent(String),
+    #[error("the whole document cannot be removed")]
+    WholeDocument,
 }
 
 /// One operation of a patch document.
@@ -191,26 +232,24 @@ pub fn parse(doc: &Value) -> std::result::Result<Vec<Op>, PatchError> {
         .collect()
 }
 
-fn parse_op(item: &Value) -> std::result::Result<Op, String> {
+fn parse_op(item: &Value) -> std::result::Result<Op, OpError> {
     let Some(obj) = item.as_object() else {
-        return Err("an operation must be a JSON object".into());
+        return Err(OpError::NotAnObject);
     };
-    let pointer = |key: &str| -> std::result::Result<Pointer, String> {
+    let pointer = |key: &'static str| -> std::result::Result<Pointer, OpError> {
         match obj.get(key) {
-            None => Err(format!("missing \"{key}\"")),
-            Some(Value::String(s)) => Pointer::parse(s),
-            Some(_) => Err(format!("\"{key}\" must be a string")),
+            None => Err(OpError::Missing(key)),
+            Some(Value::String(s)) => Ok(Pointer::parse(s)?),
+            Some(_) => Err(OpError::NotAString(key)),
         }
     };
-    let value = || -> std::result::Result<Value, String> {
-        obj.get("value")
-            .cloned()
-            .ok_or_else(|| "missing \"value\"".to_string())
+    let value = || -> std::result::Result<Value, OpError> {
+        obj.get("value").cloned().ok_or(OpError::Missing("value"))
     };
     let op = match obj.get("op") {
-        None => return Err("missing \"op\"".into()),
+        None => return Err(OpError::Missing("op")),
         Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err("\"op\" must be a string".into()),
+        Some(_) => return Err(OpError::NotAString("op")),
     };
     Ok(match op {
         "add" => Op::Add {
@@ -236,11 +275,7 @@ fn parse_op(item: &Value) -> std::result::Result<Op, String> {
             path: pointer("path")?,
             value: value()?,
         },
-        other => {
-            return Err(format!(
-                "unknown op {other:?}: expected add, remove, replace, move, copy or test"
-            ))
-        }
+        other => return Err(OpError::UnknownOp(other.to_string())),
     })
 }
 
@@ -261,23 +296,23 @@ pub fn apply(doc: &Value, ops: &[Op]) -> std::result::Result<Value, PatchError> 
                     *target = value.clone();
                     Ok(())
                 }
-                None => Err(format!("{:?} does not exist", path.text)),
+                None => Err(TargetError::Missing(path.text.clone())),
             },
             Op::Move { from, path } => {
                 if from == path {
                     Ok(())
                 } else if from.is_proper_prefix_of(path) {
-                    Err(format!(
-                        "cannot move {:?} into its own child {:?}",
-                        from.text, path.text
-                    ))
+                    Err(TargetError::MoveIntoChild {
+                        from: from.text.clone(),
+                        path: path.text.clone(),
+                    })
                 } else {
                     remove(&mut out, from).and_then(|v| add(&mut out, path, v))
                 }
             }
             Op::Copy { from, path } => match get(&out, &from.tokens).cloned() {
                 Some(v) => add(&mut out, path, v),
-                None => Err(format!("{:?} does not exist", from.text)),
+                None => Err(TargetError::Missing(from.text.clone())),
             },
             Op::Test { path, value } => {
                 return match get(&out, &path.tokens) {
@@ -324,7 +359,7 @@ fn get_mut<'a>(doc: &'a mut Value, tokens: &[String]) -> Option<&'a mut Value> {
     })
 }
 
-fn add(doc: &mut Value, path: &Pointer, value: Value) -> std::result::Result<(), String> {
+fn add(doc: &mut Value, path: &Pointer, value: Value) -> std::result::Result<(), TargetError> {
     let Some((last, parent)) = path.tokens.split_last() else {
         *doc = value;
         return Ok(());
@@ -338,30 +373,27 @@ fn add(doc: &mut Value, path: &Pointer, value: Value) -> std::result::Result<(),
             let i = if last == "-" {
                 a.len()
             } else {
-                index(last).ok_or_else(|| format!("{last:?} is not an array index"))?
+                index(last).ok_or_else(|| TargetError::NotAnIndex(last.clone()))?
             };
             if i > a.len() {
-                return Err(format!(
-                    "index {i} is past the end of an array of {}",
-                    a.len()
-                ));
+                return Err(TargetError::PastTheEnd {
+                    index: i,
+                    len: a.len(),
+                });
             }
             a.insert(i, value);
             Ok(())
         }
-        Some(_) => Err(format!(
-            "the parent of {:?} is not an object or an array",
-            path.text
-        )),
-        None => Err(format!("the parent of {:?} does not exist", path.text)),
+        Some(_) => Err(TargetError::ParentNotAContainer(path.text.clone())),
+        None => Err(TargetError::NoParent(path.text.clone())),
     }
 }
 
-fn remove(doc: &mut Value, path: &Pointer) -> std::result::Result<Value, String> {
+fn remove(doc: &mut Value, path: &Pointer) -> std::result::Result<Value, TargetError> {
     let Some((last, parent)) = path.tokens.split_last() else {
-        return Err("the whole document cannot be removed".into());
+        return Err(TargetError::WholeDocument);
     };
-    let missing = || format!("{:?} does not exist", path.text);
+    let missing = || TargetError::Missing(path.text.clone());
     match get_mut(doc, parent) {
         Some(Value::Object(m)) => m.remove(last).ok_or_else(missing),
         Some(Value::Array(a)) => match index(last) {

@@ -31,7 +31,7 @@ impl Service {
     /// # Errors
     /// As [`crate::sources::Sources::add`].
     pub async fn add_source(self: &Arc<Self>, spec: SourceConfig) -> Result<Vec<SourceConfig>> {
-        self.blocking(move |svc| svc.sources.add(&spec)).await
+        self.blocking(move |svc| Ok(svc.sources.add(&spec)?)).await
     }
 
     /// Removes the source with this URL; the whole list after.
@@ -39,7 +39,8 @@ impl Service {
     /// # Errors
     /// As [`crate::sources::Sources::remove`].
     pub async fn remove_source(self: &Arc<Self>, url: String) -> Result<Vec<SourceConfig>> {
-        self.blocking(move |svc| svc.sources.remove(&url)).await
+        self.blocking(move |svc| Ok(svc.sources.remove(&url)?))
+            .await
     }
 
     /// Every source's images, merged (first source wins for a uuid),

@@ -209,7 +209,7 @@ impl Service {
         let unreadable: Vec<String> = self
             .meta
             .read_records()
-            .map_err(|e| Error::internal("listing manifest records", e))?
+            .map_err(|e| Error::meta("listing manifest records", e))?
             .into_iter()
             .filter(|(_, r)| r.is_err())
             .map(|(u, _)| u)
@@ -226,7 +226,7 @@ impl Service {
                 if !dry_run {
                     self.cas
                         .remove(&sha)
-                        .map_err(|e| Error::io(&format!("removing blob {sha}"), e))?;
+                        .map_err(|e| Error::cas(format!("removing blob {sha}"), e))?;
                 }
                 report.add("blob", sha, bytes);
             }

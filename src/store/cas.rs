@@ -219,6 +219,16 @@ pub struct Cas {
     live: Live,
 }
 
+/// Why a blob could not be found, read or stored: a name that is not a
+/// digest (refused before any path is built), or the file system.
+#[derive(Debug, thiserror::Error)]
+pub enum CasError {
+    #[error("not a sha256 hex digest: {0:?}")]
+    NotADigest(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
 impl Cas {
     /// Opens (creating) the store under `data_dir` and removes temp files a
     /// crash left in `ingest/`.
@@ -266,12 +276,9 @@ impl Cas {
     /// is whenever it comes from a digest we computed or a manifest we
     /// validated; anything else is refused here too, so no caller can reach
     /// outside `blobs/`.
-    pub fn blob_path(&self, sha256: &str) -> io::Result<PathBuf> {
+    pub fn blob_path(&self, sha256: &str) -> Result<PathBuf, CasError> {
         if !is_sha256_hex(sha256) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not a sha256 hex digest: {sha256:?}"),
-            ));
+            return Err(CasError::NotADigest(sha256.to_string()));
         }
         Ok(self.blobs.join(sha256))
     }
@@ -335,7 +342,7 @@ impl Cas {
     ///
     /// # Errors
     /// The blob cannot be opened or read.
-    pub fn digest(&self, sha256: &str) -> io::Result<Digests> {
+    pub fn digest(&self, sha256: &str) -> Result<Digests, CasError> {
         use std::io::Read;
         let mut f = File::open(self.blob_path(sha256)?)?;
         let mut h = Hasher::new();
@@ -356,7 +363,7 @@ impl Cas {
     ///
     /// # Errors
     /// Rename, chmod or the directory fsync failed; the temp file is removed.
-    pub fn commit(&self, sealed: Sealed) -> io::Result<PathBuf> {
+    pub fn commit(&self, sealed: Sealed) -> Result<PathBuf, CasError> {
         let target = self.blob_path(&sealed.digests.sha256)?;
         if target.exists() {
             // `sealed` drops here and removes its temp file.
@@ -371,9 +378,9 @@ impl Cas {
     }
 
     /// Removes a blob; a missing blob is not an error.
-    pub fn remove(&self, sha256: &str) -> io::Result<()> {
+    pub fn remove(&self, sha256: &str) -> Result<(), CasError> {
         match fs::remove_file(self.blob_path(sha256)?) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
     }

@@ -74,6 +74,21 @@ pub fn packages(data_dir: &Path) -> PathBuf {
     data_dir.join("packages")
 }
 
+/// Why a [`PidLock`] was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds it; the message names the thing locked, the
+    /// holder's pid and the lock file.
+    #[error("{0}")]
+    Held(String),
+    #[error("lock file {}: {source}", .path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// An exclusive lock on a file that holds the owner's pid.
 pub struct PidLock {
     _lock: Flock<File>,
@@ -86,14 +101,17 @@ impl PidLock {
     /// # Errors
     /// Another process holds it (the message names its pid), or the file
     /// cannot be opened.
-    pub fn acquire(path: &Path, what: &str) -> Result<PidLock, String> {
+    pub fn acquire(path: &Path, what: &str) -> Result<PidLock, LockError> {
         let file = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| format!("lock file {}: {e}", path.display()))?;
+            .map_err(|source| LockError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
         // A daemon killed a moment ago can leave the lock with a child it
         // was starting (an open file description is shared until exec):
         // when the pid recorded in the file is dead, wait for the lock
@@ -122,7 +140,7 @@ impl PidLock {
                         continue;
                     }
                     let holders = lock_holders(path);
-                    return Err(format!(
+                    return Err(LockError::Held(format!(
                         "{what} is in use by another imgstore daemon (pid {}{}, lock {}){}",
                         if pid.is_empty() { "unknown" } else { &pid },
                         if dead { ", which has exited" } else { "" },
@@ -132,7 +150,7 @@ impl PidLock {
                         } else {
                             String::new()
                         }
-                    ));
+                    )));
                 }
             }
         };
@@ -145,7 +163,10 @@ impl PidLock {
             writeln!(f, "{}", std::process::id())?;
             f.sync_all()
         };
-        write(&mut lock).map_err(|e| format!("lock file {}: {e}", path.display()))?;
+        write(&mut lock).map_err(|source| LockError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(PidLock {
             _lock: lock,
             path: path.to_path_buf(),
@@ -218,7 +239,10 @@ mod tests {
             std::fs::read_to_string(&path).unwrap().trim(),
             std::process::id().to_string()
         );
-        let e = PidLock::acquire(&path, "data dir x").err().unwrap();
+        let e = PidLock::acquire(&path, "data dir x")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("data dir x is in use"), "{e}");
         assert!(e.contains(&std::process::id().to_string()), "{e}");
         drop(held);

@@ -406,13 +406,15 @@ impl Meta {
     /// The records directory cannot be read or the clean marker cannot be
     /// removed, or sled cannot be opened even after moving a broken
     /// database aside.
-    pub fn open(data_dir: &Path) -> Result<Meta, String> {
+    pub fn open(data_dir: &Path) -> Result<Meta, MetaError> {
         let records = layout::records(data_dir);
         records::open_dir(&records)?;
         // Before anything can change: from here on, whatever happens, the
         // next start runs the full check unless this run stops cleanly.
-        let marker =
-            take_clean_marker(&records).map_err(|e| format!("{}: {e}", records.display()))?;
+        let marker = take_clean_marker(&records).map_err(|source| MetaError::File {
+            path: records.clone(),
+            source,
+        })?;
         let db_path = layout::db(data_dir);
         // sled 0.34 may panic rather than return an error on a damaged
         // database (peers.md section D, #1533): both count as "cannot be
@@ -430,11 +432,10 @@ impl Meta {
                 let aside = layout::broken_db(data_dir);
                 tracing::error!(error = %e, moved_to = %aside.display(), "sled database cannot be opened; rebuilding it from the manifest records");
                 if db_path.exists() {
-                    fs::rename(&db_path, &aside).map_err(|e2| {
-                        format!(
-                            "sled database {}: {e}; moving it aside failed: {e2}",
-                            db_path.display()
-                        )
+                    fs::rename(&db_path, &aside).map_err(|aside_error| MetaError::MoveAside {
+                        path: db_path.clone(),
+                        source: Box::new(e),
+                        aside_error,
                     })?;
                 }
                 catch(|| {
@@ -453,12 +454,8 @@ impl Meta {
     /// same token, i.e. it is the database that stopped cleanly with those
     /// records, not an older copy or one from elsewhere.
     fn with_db(db: sled::Db, records: PathBuf, marker: Option<&[u8]>) -> Result<Meta, Broken> {
-        let images = db
-            .open_tree(layout::tree::IMAGES)
-            .map_err(|e| Broken::Db(e.to_string()))?;
-        let token = db
-            .get(CLEAN_TOKEN_KEY)
-            .map_err(|e| Broken::Db(e.to_string()))?;
+        let images = db.open_tree(layout::tree::IMAGES).map_err(Broken::db)?;
+        let token = db.get(CLEAN_TOKEN_KEY).map_err(Broken::db)?;
         let clean = marker.is_some_and(|m| !m.is_empty() && token.is_some_and(|t| *t == *m));
         if marker.is_some() && !clean {
             tracing::warn!(
@@ -483,9 +480,11 @@ impl Meta {
     /// # Errors
     /// The clean marker cannot be removed, the records cannot be listed,
     /// or sled failed.
-    pub fn reindex(&self) -> Result<usize, String> {
-        self.unmark_clean()
-            .map_err(|e| format!("{}: {e}", self.records.display()))?;
+    pub fn reindex(&self) -> Result<usize, MetaError> {
+        self.unmark_clean().map_err(|source| MetaError::File {
+            path: self.records.clone(),
+            source,
+        })?;
         match catch(|| self.load(false)) {
             Ok(n) => Ok(n),
             Err(Broken::Db(e) | Broken::Records(e)) => Err(e),
@@ -539,7 +538,7 @@ impl Meta {
     /// when that one is good, and otherwise left out (and reported by
     /// fsck), so one damaged file does not keep the daemon from starting.
     fn load(&self, clean: bool) -> Result<usize, Broken> {
-        let db_err = |e: sled::Error| Broken::Db(e.to_string());
+        let db_err = Broken::db;
         let on_disk: HashSet<String> = self
             .record_uuids()
             .map_err(Broken::Records)?
@@ -579,20 +578,27 @@ impl Meta {
                     // Equal once parsed: a record written in another layout
                     // (by hand), sled's copy is good.
                     if sled_copy.as_ref().is_none_or(|c| c.record() != rec) {
-                        let bytes =
-                            serde_json::to_vec(&rec).map_err(|e| Broken::Records(e.to_string()))?;
+                        let bytes = serde_json::to_vec(&rec)
+                            .map_err(|e| Broken::Records(MetaError::Encode(e)))?;
                         self.images.insert(uuid.as_bytes(), bytes).map_err(db_err)?;
                         repaired += 1;
                     }
-                    let c = Cached::from_record(&rec)
-                        .map_err(|e| Broken::Records(format!("record {uuid}: {e}")))?;
+                    let c = Cached::from_record(&rec).map_err(|source| {
+                        Broken::Records(MetaError::Record {
+                            uuid: uuid.clone(),
+                            source,
+                        })
+                    })?;
                     cache.insert(uuid.clone(), c);
                 }
                 Err(e) => match sled_copy {
                     Some(good) => {
                         tracing::error!(image = %uuid, error = %e, "manifest record is damaged; restoring it from the sled index");
-                        self.write(&good.record()).map_err(|e| {
-                            Broken::Records(format!("restoring record {uuid}: {e}"))
+                        self.write(&good.record()).map_err(|source| {
+                            Broken::Records(MetaError::Restore {
+                                uuid: uuid.clone(),
+                                source,
+                            })
                         })?;
                         cache.insert(uuid.clone(), good);
                         repaired += 1;
@@ -636,7 +642,7 @@ impl Meta {
     ///
     /// # Errors
     /// The directory cannot be listed.
-    pub fn read_records(&self) -> Result<Vec<RecordFile>, String> {
+    pub fn read_records(&self) -> Result<Vec<RecordFile>, MetaError> {
         read_records(&self.records)
     }
 
@@ -644,25 +650,23 @@ impl Meta {
     ///
     /// # Errors
     /// sled failed (or panicked) while reading.
-    pub fn index_entries(&self) -> Result<Vec<(String, Option<ImageRecord>)>, String> {
+    pub fn index_entries(&self) -> Result<Vec<(String, Option<ImageRecord>)>, MetaError> {
         match catch(|| index_entries(&self.images).map_err(Broken::Db)) {
             Ok(v) => Ok(v),
             Err(Broken::Db(e) | Broken::Records(e)) => Err(e),
         }
     }
 
-    fn record_uuids(&self) -> Result<Vec<String>, String> {
-        records::uuid_stems(&self.records)
+    fn record_uuids(&self) -> Result<Vec<String>, MetaError> {
+        Ok(records::uuid_stems(&self.records)?)
     }
 
     fn record_path(&self, uuid: &str) -> PathBuf {
         self.records.join(format!("{uuid}.json"))
     }
 
-    fn read_record(&self, uuid: &str) -> Result<ImageRecord, String> {
-        let path = self.record_path(uuid);
-        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    fn read_record(&self, uuid: &str) -> Result<ImageRecord, MetaError> {
+        read_record_file(&self.record_path(uuid))
     }
 
     /// The record, parsed from the cache (a fresh copy per call; see
@@ -833,12 +837,79 @@ fn release_free_memory() {
 }
 
 /// A record file's uuid and its parsed content (or why it does not parse).
-pub type RecordFile = (String, Result<ImageRecord, String>);
+pub type RecordFile = (String, Result<ImageRecord, MetaError>);
+
+/// Why the image store's database or records failed. The messages name
+/// the file or the database; the `source()` chain keeps the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// A records directory cannot be created or listed.
+    #[error(transparent)]
+    Dir(#[from] records::DirError),
+    /// A record file (or the records directory) cannot be read or changed.
+    #[error("{}: {source}", .path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A record file that is not a record.
+    #[error("{}: {source}", .path.display())]
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record that cannot be encoded again.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    /// A record whose manifest cannot be indexed.
+    #[error("record {uuid}: {source}")]
+    Record {
+        uuid: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A damaged record could not be rewritten from sled's copy.
+    #[error("restoring record {uuid}: {source}")]
+    Restore {
+        uuid: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error("sled database {}: {source}", .path.display())]
+    OpenDb {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    /// sled panicked (its way of reporting some corruption).
+    #[error("sled panicked: {0}")]
+    Panicked(String),
+    /// The database could not be opened, nor moved aside to start afresh.
+    #[error("sled database {}: {source}; moving it aside failed: {aside_error}", .path.display())]
+    MoveAside {
+        path: PathBuf,
+        #[source]
+        source: Box<MetaError>,
+        aside_error: io::Error,
+    },
+    #[error("sled database {} does not exist", .0.display())]
+    Missing(PathBuf),
+}
 
 /// Why opening failed: the database (rebuildable) or the records (not).
 enum Broken {
-    Db(String),
-    Records(String),
+    Db(MetaError),
+    Records(MetaError),
+}
+
+impl Broken {
+    fn db(e: sled::Error) -> Broken {
+        Broken::Db(MetaError::Sled(e))
+    }
 }
 
 /// Runs `f`, turning a panic (sled's way of reporting some corruption) into
@@ -850,7 +921,7 @@ fn catch<T>(f: impl FnOnce() -> Result<T, Broken>) -> Result<T, Broken> {
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "panic".into());
-        Err(Broken::Db(format!("sled panicked: {msg}")))
+        Err(Broken::Db(MetaError::Panicked(msg)))
     })
 }
 
@@ -859,13 +930,18 @@ fn open_db(path: &Path) -> Result<sled::Db, Broken> {
         .path(path)
         .cache_capacity(SLED_CACHE_BYTES)
         .open()
-        .map_err(|e| Broken::Db(format!("sled database {}: {e}", path.display())))
+        .map_err(|source| {
+            Broken::Db(MetaError::OpenDb {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
 }
 
-fn index_entries(tree: &sled::Tree) -> Result<Vec<(String, Option<ImageRecord>)>, String> {
+fn index_entries(tree: &sled::Tree) -> Result<Vec<(String, Option<ImageRecord>)>, MetaError> {
     let mut out = Vec::new();
     for item in tree.iter() {
-        let (k, v) = item.map_err(|e| e.to_string())?;
+        let (k, v) = item?;
         let uuid = String::from_utf8_lossy(&k).into_owned();
         out.push((uuid, serde_json::from_slice(&v).ok()));
     }
@@ -876,22 +952,28 @@ fn index_entries(tree: &sled::Tree) -> Result<Vec<(String, Option<ImageRecord>)>
 ///
 /// # Errors
 /// The directory cannot be listed.
-pub fn read_records(dir: &Path) -> Result<Vec<RecordFile>, String> {
+pub fn read_records(dir: &Path) -> Result<Vec<RecordFile>, MetaError> {
     let mut uuids = records::uuid_stems(dir)?;
     uuids.sort();
     Ok(uuids
         .into_iter()
         .map(|u| {
-            let path = dir.join(format!("{u}.json"));
-            let rec = fs::read(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))
-                .and_then(|b| {
-                    serde_json::from_slice::<ImageRecord>(&b)
-                        .map_err(|e| format!("{}: {e}", path.display()))
-                });
+            let rec = read_record_file(&dir.join(format!("{u}.json")));
             (u, rec)
         })
         .collect())
+}
+
+/// One record file, parsed.
+fn read_record_file(path: &Path) -> Result<ImageRecord, MetaError> {
+    let bytes = fs::read(path).map_err(|source| MetaError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| MetaError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The raw key/value pairs of sled trees (the database under
@@ -906,19 +988,19 @@ pub type RawTree = Vec<(Vec<u8>, Vec<u8>)>;
 /// # Errors
 /// The database does not exist, cannot be opened or read (a panic counts
 /// as an error).
-pub fn inspect_trees(data_dir: &Path, trees: &[&str]) -> Result<Vec<RawTree>, String> {
+pub fn inspect_trees(data_dir: &Path, trees: &[&str]) -> Result<Vec<RawTree>, MetaError> {
     let path = layout::db(data_dir);
     if !path.exists() {
-        return Err(format!("sled database {} does not exist", path.display()));
+        return Err(MetaError::Missing(path));
     }
     let r = catch(|| {
         let db = open_db(&path)?;
         let mut out = Vec::new();
         for name in trees {
-            let tree = db.open_tree(name).map_err(|e| Broken::Db(e.to_string()))?;
+            let tree = db.open_tree(name).map_err(Broken::db)?;
             let mut kv = Vec::new();
             for item in tree.iter() {
-                let (k, v) = item.map_err(|e| Broken::Db(e.to_string()))?;
+                let (k, v) = item.map_err(Broken::db)?;
                 kv.push((k.to_vec(), v.to_vec()));
             }
             out.push(kv);

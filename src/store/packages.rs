@@ -15,6 +15,7 @@
 //!
 //! Every package is held in memory too: a node has tens of them.
 
+use super::meta::MetaError;
 use super::{layout, records};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -75,7 +76,7 @@ impl PackageStore {
     /// # Errors
     /// The records directory cannot be read, a record or the journal cannot
     /// be parsed or written, or sled fails.
-    pub fn open(data_dir: &Path, tree: sled::Tree) -> Result<PackageStore, String> {
+    pub fn open(data_dir: &Path, tree: sled::Tree) -> Result<PackageStore, MetaError> {
         let dir = layout::packages(data_dir);
         records::open_dir(&dir)?;
         let store = PackageStore {
@@ -88,37 +89,44 @@ impl PackageStore {
         Ok(store)
     }
 
-    fn replay_journal(&self) -> Result<(), String> {
+    fn replay_journal(&self) -> Result<(), MetaError> {
         let path = self.dir.join(JOURNAL);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(source) => return Err(MetaError::File { path, source }),
         };
         let pkgs: Vec<Package> =
-            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_slice(&bytes).map_err(|source| MetaError::Decode {
+                path: path.clone(),
+                source,
+            })?;
         tracing::warn!(
             packages = pkgs.len(),
             "an interrupted package load was found; completing it"
         );
         for p in &pkgs {
-            let bytes = serde_json::to_vec(p).map_err(|e| e.to_string())?;
-            records::write_atomic(&self.dir, &record_name(&p.id), &bytes)
-                .map_err(|e| format!("{}: {e}", self.dir.display()))?;
+            let bytes = serde_json::to_vec(p).map_err(MetaError::Encode)?;
+            records::write_atomic(&self.dir, &record_name(&p.id), &bytes).map_err(|source| {
+                MetaError::File {
+                    path: self.dir.clone(),
+                    source,
+                }
+            })?;
         }
-        records::remove(&self.dir, JOURNAL).map_err(|e| format!("{}: {e}", path.display()))
+        records::remove(&self.dir, JOURNAL).map_err(|source| MetaError::File { path, source })
     }
 
     /// Loads the cache, after making sled agree with the records.
-    fn load(&self) -> Result<(), String> {
+    fn load(&self) -> Result<(), MetaError> {
         let on_disk = records::uuid_stems(&self.dir)?;
         let mut cache = BTreeMap::new();
         let mut repaired = 0usize;
         for item in self.tree.iter() {
-            let (k, v) = item.map_err(|e| e.to_string())?;
+            let (k, v) = item?;
             let id = String::from_utf8_lossy(&k).into_owned();
             if !on_disk.contains(&id) {
-                self.tree.remove(&k).map_err(|e| e.to_string())?;
+                self.tree.remove(&k)?;
                 repaired += 1;
                 continue;
             }
@@ -128,13 +136,14 @@ impl PackageStore {
         }
         for id in &on_disk {
             let path = self.dir.join(record_name(id));
-            let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let p: Package =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = fs::read(&path).map_err(|source| MetaError::File {
+                path: path.clone(),
+                source,
+            })?;
+            let p: Package = serde_json::from_slice(&bytes)
+                .map_err(|source| MetaError::Decode { path, source })?;
             if cache.get(id).is_none_or(|c| **c != p) {
-                self.tree
-                    .insert(id.as_bytes(), bytes)
-                    .map_err(|e| e.to_string())?;
+                self.tree.insert(id.as_bytes(), bytes)?;
                 cache.insert(id.clone(), Arc::new(p));
                 repaired += 1;
             }
@@ -144,7 +153,7 @@ impl PackageStore {
                 repaired,
                 "sled package index disagreed with the package records; rebuilt from the records"
             );
-            self.tree.flush().map_err(|e| e.to_string())?;
+            self.tree.flush()?;
         }
         *self.cache.write().unwrap() = cache;
         Ok(())

@@ -11,7 +11,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Durably writes `bytes` to `dir/name`, replacing any previous content
 /// atomically.
@@ -52,12 +52,34 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A records directory that cannot be created or listed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// The directory itself (the message names it).
+    #[error("{}: {source}", .dir.display())]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// An entry of a directory that could be opened.
+    #[error(transparent)]
+    Entry(io::Error),
+}
+
+fn dir_error(dir: &Path) -> impl FnOnce(io::Error) -> DirError + '_ {
+    move |source| DirError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    }
+}
+
 /// Creates `dir` if needed and removes temp files a crash left in it.
 ///
 /// # Errors
 /// The directory cannot be created or read; the message names it.
-pub fn open_dir(dir: &Path) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn open_dir(dir: &Path) -> Result<(), DirError> {
+    fs::create_dir_all(dir).map_err(dir_error(dir))?;
     clean_temp(dir)
 }
 
@@ -65,9 +87,9 @@ pub fn open_dir(dir: &Path) -> Result<(), String> {
 ///
 /// # Errors
 /// The directory cannot be read; the message names it.
-pub fn clean_temp(dir: &Path) -> Result<(), String> {
-    for entry in fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let entry = entry.map_err(|e| e.to_string())?;
+pub fn clean_temp(dir: &Path) -> Result<(), DirError> {
+    for entry in fs::read_dir(dir).map_err(dir_error(dir))? {
+        let entry = entry.map_err(DirError::Entry)?;
         if entry.file_name().to_string_lossy().ends_with(".tmp") {
             let _ = fs::remove_file(entry.path());
         }
@@ -79,11 +101,11 @@ pub fn clean_temp(dir: &Path) -> Result<(), String> {
 ///
 /// # Errors
 /// The directory cannot be read; the message names it.
-pub fn uuid_stems(dir: &Path) -> Result<Vec<String>, String> {
+pub fn uuid_stems(dir: &Path) -> Result<Vec<String>, DirError> {
     let mut out = Vec::new();
-    let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let entries = fs::read_dir(dir).map_err(dir_error(dir))?;
     for entry in entries {
-        let entry = entry.map_err(|e| e.to_string())?;
+        let entry = entry.map_err(DirError::Entry)?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(uuid) = name.strip_suffix(".json") {

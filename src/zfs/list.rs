@@ -72,13 +72,30 @@ pub(super) const INFO_PROPS: &str = "name,type,origin,used,referenced,creation";
 /// The same without `name`, for `zfs get`, which prints the name anyway.
 pub(super) const INFO_GET_PROPS: &str = "type,origin,used,referenced,creation";
 
-fn parse_u64(field: &str, what: &str) -> Result<u64, String> {
+/// Output of `zfs list`/`zfs get` that is not in the shape asked for; the
+/// caller turns it into [`super::ZfsError::CommandFailed`] with the argv.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ParseError {
+    #[error("{what} is not a number: {field:?}")]
+    NotANumber {
+        what: &'static str,
+        field: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("expected {expected} tab-separated fields: {line:?}")]
+    Fields { expected: usize, line: String },
+}
+
+fn parse_u64(field: &str, what: &'static str) -> Result<u64, ParseError> {
     if field == "-" {
         return Ok(0);
     }
-    field
-        .parse()
-        .map_err(|_| format!("{what} is not a number: {field:?}"))
+    field.parse().map_err(|source| ParseError::NotANumber {
+        what,
+        field: field.to_string(),
+        source,
+    })
 }
 
 fn info_from_fields(
@@ -88,7 +105,7 @@ fn info_from_fields(
     used: &str,
     refer: &str,
     creation: &str,
-) -> Result<Option<DatasetInfo>, String> {
+) -> Result<Option<DatasetInfo>, ParseError> {
     let Some(kind) = DatasetType::parse(kind) else {
         tracing::debug!(name, kind, "skipping dataset of unknown type");
         return Ok(None);
@@ -104,12 +121,15 @@ fn info_from_fields(
 }
 
 /// Parses `zfs list -H -p -o name,type,origin,used,referenced,creation`.
-pub(super) fn parse_list_output(out: &str) -> Result<Vec<DatasetInfo>, String> {
+pub(super) fn parse_list_output(out: &str) -> Result<Vec<DatasetInfo>, ParseError> {
     let mut rows = Vec::new();
     for line in out.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 6 {
-            return Err(format!("expected 6 tab-separated fields: {line:?}"));
+            return Err(ParseError::Fields {
+                expected: 6,
+                line: line.to_string(),
+            });
         }
         rows.extend(info_from_fields(f[0], f[1], f[2], f[3], f[4], f[5])?);
     }
@@ -118,12 +138,15 @@ pub(super) fn parse_list_output(out: &str) -> Result<Vec<DatasetInfo>, String> {
 
 /// Parses `zfs get -H -p -o name,property,value type,origin,used,referenced,creation`,
 /// one line per dataset and property, keeping the datasets' order.
-pub(super) fn parse_get_output(out: &str) -> Result<Vec<DatasetInfo>, String> {
+pub(super) fn parse_get_output(out: &str) -> Result<Vec<DatasetInfo>, ParseError> {
     let mut grouped: Vec<(String, [String; 5])> = Vec::new();
     for line in out.lines().filter(|l| !l.is_empty()) {
         let mut f = line.splitn(3, '\t');
         let (Some(name), Some(prop), Some(value)) = (f.next(), f.next(), f.next()) else {
-            return Err(format!("expected 3 tab-separated fields: {line:?}"));
+            return Err(ParseError::Fields {
+                expected: 3,
+                line: line.to_string(),
+            });
         };
         let slot = match prop {
             "type" => 0,
@@ -201,9 +224,13 @@ mod tests {
         );
         assert_eq!(rows[1].referenced, 400);
         assert_eq!(rows[2].origin.as_deref(), Some("tank/img@final"));
-        let e = parse_list_output("tank\tfilesystem\t-\t1\t2\n").unwrap_err();
+        let e = parse_list_output("tank\tfilesystem\t-\t1\t2\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("6 tab-separated fields"), "{e}");
-        let e = parse_list_output("tank\tfilesystem\t-\tlots\t2\t3\n").unwrap_err();
+        let e = parse_list_output("tank\tfilesystem\t-\tlots\t2\t3\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "used is not a number: \"lots\"");
     }
 

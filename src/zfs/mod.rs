@@ -422,7 +422,7 @@ impl Zfs {
         }
     }
 
-    fn parse_error(&self, args: &[&str], what: String) -> ZfsError {
+    fn parse_error(&self, args: &[&str], what: list::ParseError) -> ZfsError {
         ZfsError::CommandFailed {
             argv: self.runner.argv(Bin::Zfs, args),
             status: Some(0),

@@ -55,7 +55,11 @@ pub async fn avail(ctx: Ctx) -> Result<Response<Body>> {
             .into_iter()
             .map(|(manifest, source)| SourceImage { manifest, source })
             .collect(),
-        errors: avail.failures.iter().map(|f| f.to_json()).collect(),
+        errors: avail
+            .failures
+            .iter()
+            .map(|f| f.to_json(crate::error::source_code(&f.error)))
+            .collect(),
     };
     Ok(json_response(StatusCode::OK, &to_json(&out)?))
 }
