@@ -15,7 +15,7 @@ use super::pipe::{self, CopyError};
 use super::Service;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, UncheckedFile};
 use crate::store::cas::{Ingest, Sealed};
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
@@ -308,11 +308,8 @@ impl Service {
             rec.str_field("version").unwrap_or("0")
         )
         .replace(['/', ' '], "_");
-        let file = rec.file().cloned().unwrap_or_default();
-        let compression = file
-            .get("compression")
-            .and_then(|v| v.as_str())
-            .unwrap_or("none");
+        let file = rec.file();
+        let compression = file.as_ref().map_or("none", |f| f.compression.as_str());
         let kind = if rec.str_field("type") == Some("zvol") {
             "zvol"
         } else {
@@ -320,7 +317,7 @@ impl Service {
         };
         let manifest_path = dir.join(format!("{name}.imgmanifest"));
         let file_path = dir.join(format!("{name}.{kind}{}", codec::extension(compression)));
-        let size = file.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
+        let size = file.as_ref().map_or(0, |f| f.size);
         let input = json!({"image_uuid": uuid, "path": dir});
         let key = format!("export:{uuid}:{}", dir.display());
         self.tasks.start("export", input, Some(key), move |ctx| {
@@ -385,32 +382,22 @@ impl Service {
         super::images::check_uuid(&uuid).map_err(|_| {
             Error::param("manifest", format!("uuid {uuid:?} is not a lowercase UUID"))
         })?;
-        let file = m
-            .get("files")
-            .and_then(|f| f.get(0))
-            .cloned()
-            .unwrap_or(Value::Null);
+        // Read leniently: an existing image is matched by sha1 alone, and
+        // a new one is validated below.
+        let file = UncheckedFile::of_value(&m);
         let params = FileParams {
             compression: file
-                .get("compression")
-                .and_then(|v| v.as_str())
+                .and_then(|f| f.compression())
                 .unwrap_or("none")
                 .to_string(),
-            sha1: file
-                .get("sha1")
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
-            size: file.get("size").and_then(|v| v.as_u64()),
+            sha1: file.and_then(|f| f.sha1()).map(str::to_string),
+            size: file.and_then(|f| f.size()),
             content_length: None,
         };
         let existing = self.meta.get(&uuid);
         if let Some(e) = &existing {
-            let same = e.activated
-                && params.sha1.is_some()
-                && e.file()
-                    .and_then(|f| f.get("sha1"))
-                    .and_then(|v| v.as_str())
-                    == params.sha1.as_deref();
+            let same =
+                e.activated && params.sha1.is_some() && e.file().map(|f| f.sha1) == params.sha1;
             if !same {
                 return Err(Error::ImageUuidAlreadyExists(uuid));
             }

@@ -422,8 +422,13 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
     }
     let mut digests: HashMap<String, std::io::Result<crate::store::cas::Digests>> = HashMap::new();
     for (uuid, rec) in &good {
-        let Some(file) = rec.file() else { continue };
+        // The typed view; a record whose entry it cannot read is already
+        // RecordInvalid, and its blob is still checked by digest.
+        let file = rec.file();
         let Some(sha256) = rec.blob_sha256() else {
+            if file.is_none() {
+                continue;
+            }
             f.push(finding(
                 "BlobMissing",
                 Severity::Error,
@@ -434,8 +439,8 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
             continue;
         };
         referenced.insert(sha256.to_string());
-        let want_size = file.get("size").and_then(|v| v.as_u64());
-        let want_sha1 = file.get("sha1").and_then(|v| v.as_str());
+        let want_size = file.as_ref().map(|e| e.size);
+        let want_sha1 = file.as_ref().map(|e| e.sha1.as_str());
         let path = match cas.blob_path(sha256) {
             Ok(p) => p,
             Err(e) => {

@@ -578,12 +578,7 @@ impl Service {
     ) -> Result<bool> {
         self.write_locked(|svc| {
             if let Some(cur) = svc.meta.get(uuid) {
-                let same = cur.activated
-                    && cur
-                        .file()
-                        .and_then(|f| f.get("sha1"))
-                        .and_then(|v| v.as_str())
-                        == p.sha1.as_deref();
+                let same = cur.activated && cur.file().map(|f| f.sha1) == p.sha1;
                 return if same {
                     Ok(false)
                 } else {

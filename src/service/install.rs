@@ -247,17 +247,10 @@ impl Service {
             tracing::warn!(dataset = %partial, "destroying a leftover partial dataset");
             self.zfs.destroy(&partial, true)?;
         }
-        let file = rec.file().cloned().unwrap_or_default();
-        let compression = file
-            .get("compression")
-            .and_then(|v| v.as_str())
-            .unwrap_or("none")
-            .to_string();
-        let want_sha1 = file
-            .get("sha1")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
+        let (compression, want_sha1) =
+            rec.file().map_or(("none".to_string(), String::new()), |f| {
+                (f.compression, f.sha1)
+            });
         let want_sha256 = rec.blob_sha256().unwrap_or_default().to_string();
         let path = self
             .cas
@@ -459,8 +452,5 @@ fn pool_full(pool: &str, uuid: &str, r: std::result::Result<(), ZfsError>) -> Re
 }
 
 fn file_size(rec: &ImageRecord) -> u64 {
-    rec.file()
-        .and_then(|f| f.get("size"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0)
+    rec.file().map_or(0, |f| f.size)
 }

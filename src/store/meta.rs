@@ -43,7 +43,7 @@
 //! Writes are blocking: callers run them on the blocking pool.
 
 use super::{layout, records};
-use crate::manifest::Manifest;
+use crate::manifest::{FileEntry, Manifest};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -78,9 +78,9 @@ impl ImageRecord {
         self.manifest.get(name).and_then(|v| v.as_str())
     }
 
-    /// `files[0]`, if the image has a file.
-    pub fn file(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
-        self.manifest.get("files")?.get(0)?.as_object()
+    /// `files[0]`, typed, if the image has a file.
+    pub fn file(&self) -> Option<FileEntry> {
+        FileEntry::of(&self.manifest)
     }
 
     /// Where the record sorts in a list: `published_at` (empty when
@@ -101,10 +101,7 @@ impl ImageRecord {
 
     /// The SHA-256 hex of the image's blob, from `files[0].digest`.
     pub fn blob_sha256(&self) -> Option<&str> {
-        self.file()?
-            .get("digest")?
-            .as_str()?
-            .strip_prefix("sha256:")
+        FileEntry::sha256_of(&self.manifest)
     }
 }
 
@@ -258,13 +255,7 @@ impl Fields {
 
 /// `files[0].digest` without `sha256:` (as [`ImageRecord::blob_sha256`]).
 fn blob_of_files(files: &serde_json::Value) -> Option<String> {
-    files
-        .get(0)?
-        .as_object()?
-        .get("digest")?
-        .as_str()?
-        .strip_prefix("sha256:")
-        .map(str::to_string)
+    FileEntry::sha256_in(files).map(str::to_string)
 }
 
 /// A record as the cache holds it: the manifest's JSON and its [`Fields`].
