@@ -346,12 +346,7 @@ impl Service {
     pub fn install_from_files(self: &Arc<Self>, req: FilesRequest) -> Result<(Task, bool)> {
         check_path("manifest", &req.manifest)?;
         check_path("file", &req.file)?;
-        let mut req = req;
-        let pool = req
-            .pool
-            .take()
-            .unwrap_or_else(|| self.config().default_pool.clone());
-        crate::zfs::validate_pool_name(&pool)?;
+        let pool = self.pool_name(req.pool.as_deref())?;
         let max = self.limits().max_body_bytes;
         let meta = std::fs::metadata(&req.manifest)
             .map_err(|e| Error::param("manifest", format!("{}: {e}", req.manifest.display())))?;
@@ -407,15 +402,12 @@ impl Service {
         }
         // The request is well-formed; now the pool it installs into.
         self.zfs.available()?;
-        if !self.zfs.pool_exists(&pool)? {
-            return Err(crate::zfs::ZfsError::PoolNotFound { pool }.into());
-        }
-        req.pool = Some(pool);
+        self.require_pool(&pool)?;
         let file_len = std::fs::metadata(&req.file)
             .map_err(|e| Error::param("file", format!("{}: {e}", req.file.display())))?
             .len();
         let svc = self.clone();
-        let input = json!({"manifest": req.manifest, "file": req.file, "pool": req.pool, "image_uuid": uuid});
+        let input = json!({"manifest": req.manifest, "file": req.file, "pool": pool.as_str(), "image_uuid": uuid});
         self.tasks.start(
             "install-from-files",
             input,
@@ -427,10 +419,8 @@ impl Service {
                 } else {
                     ctx.add_done(file_len);
                 }
-                if let Some(pool) = &req.pool {
-                    svc.run_install(ctx, &uuid, pool)?;
-                }
-                Ok(json!({"image_uuid": uuid, "pool": req.pool}))
+                svc.run_install(ctx, &uuid, &pool)?;
+                Ok(json!({"image_uuid": uuid, "pool": pool.as_str()}))
             },
         )
     }

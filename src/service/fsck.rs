@@ -51,6 +51,7 @@ use crate::manifest;
 use crate::store::cas::Cas;
 use crate::store::layout::{self, PidLock};
 use crate::store::meta::{self, ImageRecord};
+use crate::zfs::PoolName;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -711,12 +712,17 @@ impl Service {
         }
         let mut out = Vec::new();
         for pool in pools {
-            if crate::zfs::validate_pool_name(&pool).is_err()
-                || !self.zfs.pool_exists(&pool).unwrap_or(false)
-            {
+            let Ok(pool) = PoolName::new(&pool) else {
+                continue;
+            };
+            if !self.zfs.pool_exists(&pool).unwrap_or(false) {
                 continue;
             }
-            for ds in self.zfs.list_datasets(&pool, Some(1)).unwrap_or_default() {
+            for ds in self
+                .zfs
+                .list_datasets(pool.as_str(), Some(1))
+                .unwrap_or_default()
+            {
                 let Some(rest) = ds.name.strip_prefix(&format!("{pool}/")) else {
                     continue;
                 };
@@ -932,12 +938,16 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
             }
         }
         for pool in pools {
-            if crate::zfs::validate_pool_name(&pool).is_err()
-                || !zfs.pool_exists(&pool).unwrap_or(false)
-            {
+            let Ok(pool) = PoolName::new(&pool) else {
+                continue;
+            };
+            if !zfs.pool_exists(&pool).unwrap_or(false) {
                 continue;
             }
-            for ds in zfs.list_datasets(&pool, Some(1)).unwrap_or_default() {
+            for ds in zfs
+                .list_datasets(pool.as_str(), Some(1))
+                .unwrap_or_default()
+            {
                 let is_partial = ds
                     .name
                     .strip_prefix(&format!("{pool}/"))

@@ -225,7 +225,7 @@ impl Fields {
             public: m.get("public").and_then(|v| v.as_bool()),
             tags: m.get("tags").and_then(|v| v.as_object()).cloned(),
             requirements: Requirements::of(m),
-            blob_sha256: m.get("files").and_then(blob_of_files),
+            blob_sha256: FileEntry::sha256_of(m).map(str::to_string),
         }
     }
 
