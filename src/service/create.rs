@@ -163,7 +163,7 @@ impl Service {
             None => uuid::Uuid::new_v4().to_string(),
         };
         let m = manifest::prepare_create(&Value::Object(body), &uuid).map_err(Error::validation)?;
-        self.check_origin_exists(&m)?;
+        self.check_origin(&m)?;
         let svc = self.clone();
         let input = json!({"dataset": req.dataset, "incremental": req.incremental, "compression": req.compression, "send_compressed": req.send_compressed, "manifest": req.manifest});
         let send_from = if req.incremental { origin_snap } else { None };
@@ -176,15 +176,6 @@ impl Service {
             }
             result
         })
-    }
-
-    fn check_origin_exists(&self, m: &Manifest) -> Result<()> {
-        if let Some(o) = m.get("origin").and_then(|v| v.as_str()) {
-            if self.meta.get(o).is_none() {
-                return Err(Error::OriginDoesNotExist(o.to_string()));
-            }
-        }
-        Ok(())
     }
 
     fn run_create(
@@ -270,7 +261,7 @@ impl Service {
             return Err(Error::validation(errors));
         }
         self.write_locked(|svc| {
-            svc.check_origin_exists(&m)?;
+            svc.check_origin(&m)?;
             svc.cas
                 .commit(sealed)
                 .map_err(|e| Error::io(&format!("storing the file of image {uuid}"), e))?;
@@ -471,7 +462,7 @@ impl Service {
             if svc.meta.get(&uuid).is_some() {
                 return Err(Error::ImageUuidAlreadyExists(uuid.clone()));
             }
-            svc.check_origin_exists(&manifest)?;
+            svc.check_origin(&manifest)?;
             svc.meta
                 .put(ImageRecord {
                     manifest,

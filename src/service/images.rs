@@ -103,7 +103,13 @@ impl Service {
         filter.select(&self.meta)
     }
 
-    /// Checks that `origin`, when the manifest has one, is a stored image.
+    /// The one origin rule: `origin`, when the manifest has one, is an
+    /// image in the store (in any state), else `OriginDoesNotExist`. Used
+    /// by CreateImage, AdminImportImage, UpdateImage and the JSON Patch,
+    /// create-from-dataset, install-from-files and import-remote, each
+    /// under the store's write lock when it commits. (Import-remote refuses
+    /// an origin that is stored but not activated earlier, when it plans
+    /// the chain.)
     pub(super) fn check_origin(&self, m: &Manifest) -> Result<()> {
         if let Some(origin) = m.get("origin").and_then(|v| v.as_str()) {
             if !self.meta.contains(origin) {

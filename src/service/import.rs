@@ -586,11 +586,7 @@ impl Service {
                     Err(Error::ImageUuidAlreadyExists(uuid.to_string()))
                 };
             }
-            if let Some(origin) = manifest.get("origin").and_then(|v| v.as_str()) {
-                if !svc.meta.get(origin).is_some_and(|r| r.activated) {
-                    return Err(Error::OriginDoesNotExist(origin.to_string()));
-                }
-            }
+            svc.check_origin(&manifest)?;
             svc.meta
                 .put(ImageRecord {
                     manifest,
