@@ -170,14 +170,14 @@ fn read_manifest(path: &Path) -> Result<Map<String, Value>> {
     }
 }
 
-/// Compression from a file name, as imgadm names image files.
+/// Compression from a file name, as imgadm names image files (the codec's
+/// extensions), plus the spellings `.tgz` and `.zstd`.
 fn compression_from_name(p: &Path) -> &'static str {
     match p.extension().and_then(|e| e.to_str()) {
-        Some("gz" | "tgz") => "gzip",
-        Some("bz2") => "bzip2",
-        Some("xz") => "xz",
-        Some("zst" | "zstd") => "zstd",
-        _ => "none",
+        Some("tgz") => "gzip",
+        Some("zstd") => "zstd",
+        Some(ext) => crate::codec::from_extension(ext).unwrap_or("none"),
+        None => "none",
     }
 }
 

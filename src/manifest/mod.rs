@@ -59,7 +59,7 @@ mod v1;
 mod validate;
 
 pub use build::{apply_update, prepare_create, prepare_import};
-pub use text::format_timestamp;
+pub use text::{format_timestamp, is_uuid};
 pub use v1::upgrade_v1;
 pub use validate::validate;
 

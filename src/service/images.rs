@@ -44,11 +44,12 @@ pub type Chunks = mpsc::Receiver<std::result::Result<Bytes, BodyError>>;
 
 /// Checks a path uuid. IMGAPI answers ResourceNotFound for a malformed one.
 pub fn check_uuid(uuid: &str) -> Result<()> {
-    match uuid::Uuid::parse_str(uuid) {
-        Ok(u) if u.hyphenated().to_string() == uuid => Ok(()),
-        _ => Err(Error::ResourceNotFound(format!(
+    if manifest::is_uuid(uuid) {
+        Ok(())
+    } else {
+        Err(Error::ResourceNotFound(format!(
             "image {uuid:?} not found: not a lowercase UUID"
-        ))),
+        )))
     }
 }
 
