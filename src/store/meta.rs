@@ -818,6 +818,7 @@ fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own heap metadata; it is safe
     // to call at any time from any thread.
+    #[allow(unsafe_code)]
     unsafe {
         libc::malloc_trim(0);
     }
