@@ -316,6 +316,7 @@ fn socket_copy(file: &Path, use_sendfile: bool) -> Res<String> {
                 use std::os::fd::AsRawFd;
                 let want = left.min(1 << 30) as usize;
                 // SAFETY: two descriptors this thread owns; no buffers.
+                #[allow(unsafe_code)]
                 let n = unsafe {
                     libc::sendfile(tx.as_raw_fd(), f.as_raw_fd(), std::ptr::null_mut(), want)
                 };

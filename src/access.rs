@@ -63,6 +63,7 @@ pub fn peer_groups(sock: &impl std::os::fd::AsRawFd) -> Vec<u32> {
         let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
         // SAFETY: the buffer is `len` bytes of gid_t, and the kernel writes
         // at most `len` bytes and sets `len` to what it wrote or needs.
+        #[allow(unsafe_code)]
         let rc = unsafe {
             libc::getsockopt(
                 fd,
@@ -94,6 +95,7 @@ pub fn peer_groups(sock: &impl std::os::fd::AsRawFd) -> Vec<u32> {
     let mut cred: *mut libc::ucred_t = std::ptr::null_mut();
     // SAFETY: getpeerucred allocates the ucred it returns; it is freed below
     // once its groups have been copied out.
+    #[allow(unsafe_code)]
     unsafe {
         if libc::getpeerucred(sock.as_raw_fd(), &mut cred) != 0 {
             return Vec::new();

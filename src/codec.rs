@@ -125,15 +125,30 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
+/// Each compression and the file name extension the export layout (and
+/// imgadm) gives it; `none` has none.
+const EXTENSIONS: &[(&str, &str)] = &[
+    ("gzip", ".gz"),
+    ("bzip2", ".bz2"),
+    ("xz", ".xz"),
+    ("zstd", ".zst"),
+];
+
 /// The file name extension of a compression, as the export layout uses.
 pub fn extension(compression: &str) -> &'static str {
-    match compression {
-        "gzip" => ".gz",
-        "bzip2" => ".bz2",
-        "xz" => ".xz",
-        "zstd" => ".zst",
-        _ => "",
-    }
+    EXTENSIONS
+        .iter()
+        .find(|(c, _)| *c == compression)
+        .map_or("", |(_, ext)| ext)
+}
+
+/// The compression whose [`extension`] is `.ext` (`ext` without its dot),
+/// if any: the reverse reading, for a file named by that layout.
+pub fn from_extension(ext: &str) -> Option<&'static str> {
+    EXTENSIONS
+        .iter()
+        .find(|(_, e)| e.strip_prefix('.') == Some(ext))
+        .map(|(c, _)| *c)
 }
 
 #[cfg(test)]
@@ -165,5 +180,13 @@ mod tests {
         assert!(Compressor::new("lz4", Vec::new()).is_err());
         assert_eq!(extension("zstd"), ".zst");
         assert_eq!(extension("none"), "");
+        for c in crate::manifest::COMPRESSIONS {
+            let ext = extension(c);
+            if *c != "none" {
+                assert_eq!(from_extension(&ext[1..]), Some(*c));
+            }
+        }
+        assert_eq!(from_extension("zip"), None);
+        assert_eq!(from_extension(""), None);
     }
 }

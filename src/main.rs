@@ -14,6 +14,7 @@ fn serve(args: ServeArgs, conn: Conn) -> Result<(), StartError> {
     // RSS flat under the soak test at no measurable cost.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator; called before any thread.
+    #[allow(unsafe_code)]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 4);
     }

@@ -12,6 +12,7 @@ use super::{
     ImageCmd, ImagesArgs, ImportArgs, InstallArgs, ListArgs, PingArgs, PoolImageArgs, TableArgs,
     TaskCmd, TasksArgs, VacuumArgs, EXIT_NOT_INSTALLED,
 };
+use crate::manifest::UncheckedFile;
 use serde_json::{json, Map, Value};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -169,14 +170,14 @@ fn read_manifest(path: &Path) -> Result<Map<String, Value>> {
     }
 }
 
-/// Compression from a file name, as imgadm names image files.
+/// Compression from a file name, as imgadm names image files (the codec's
+/// extensions), plus the spellings `.tgz` and `.zstd`.
 fn compression_from_name(p: &Path) -> &'static str {
     match p.extension().and_then(|e| e.to_str()) {
-        Some("gz" | "tgz") => "gzip",
-        Some("bz2") => "bzip2",
-        Some("xz") => "xz",
-        Some("zst" | "zstd") => "zstd",
-        _ => "none",
+        Some("tgz") => "gzip",
+        Some("zstd") => "zstd",
+        Some(ext) => crate::codec::from_extension(ext).unwrap_or("none"),
+        None => "none",
     }
 }
 
@@ -416,12 +417,8 @@ fn add(conn: &Conn, a: AddArgs) -> Result<()> {
         .metadata()
         .map_err(|e| CliError::local(format!("image file {}: {e}", a.file.display())))?
         .len();
-    let f0 = manifest
-        .get("files")
-        .and_then(|f| f.get(0))
-        .cloned()
-        .unwrap_or(Value::Null);
-    if let Some(size) = f0.get("size").and_then(Value::as_u64) {
+    let f0 = UncheckedFile::of(&manifest);
+    if let Some(size) = f0.and_then(|f| f.size()) {
         if size != len {
             return Err(CliError::local(format!(
                 "image file {} is {len} bytes, but the manifest {} says files[0].size is {size}",
@@ -430,10 +427,11 @@ fn add(conn: &Conn, a: AddArgs) -> Result<()> {
             )));
         }
     }
-    let compression = str_field(&f0, "compression")
+    let compression = f0
+        .and_then(|f| f.compression())
         .map(str::to_string)
         .unwrap_or_else(|| compression_from_name(&a.file).to_string());
-    let sha1 = str_field(&f0, "sha1").map(str::to_string);
+    let sha1 = f0.and_then(|f| f.sha1()).map(str::to_string);
 
     // 1. The manifest. With a uuid, AdminImportImage keeps it (and drops
     // `files`, which describe someone else's copy); without, CreateImage

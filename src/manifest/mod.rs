@@ -12,7 +12,8 @@
 //!   which the server owns, and the defaults;
 //! - the v1 ("dsmanifest", DSAPI) to v2 upgrade ([`upgrade_v1`]);
 //! - the field lists other code needs: [`MUTABLE_FIELDS`], [`INHERITED_FIELDS`];
-//! - a typed, read-only view of a file entry: [`FileEntry`].
+//! - a typed, read-only view of a file entry: [`FileEntry`] for stored
+//!   manifests, [`UncheckedFile`] for ones not yet validated.
 //!
 //! It does no I/O. Whatever needs the store (does the origin exist, is the uuid
 //! free, may this caller see that image) is the service layer's job.
@@ -58,7 +59,7 @@ mod v1;
 mod validate;
 
 pub use build::{apply_update, prepare_create, prepare_import};
-pub use text::format_timestamp;
+pub use text::{format_timestamp, is_uuid};
 pub use v1::upgrade_v1;
 pub use validate::validate;
 
@@ -264,14 +265,82 @@ impl FileEntry {
             // The same reading validate() applies: `16384.0` is a count too.
             size: e.get("size").and_then(text::as_count)?,
             compression: string("compression")?,
-            sha256: e
-                .get("digest")
-                .and_then(Value::as_str)
-                .and_then(|d| d.strip_prefix("sha256:"))
-                .map(str::to_string),
+            sha256: digest_sha256(entry).map(str::to_string),
             dataset_guid: string("dataset_guid"),
         })
     }
+
+    /// The SHA-256 hex of `files[0].digest` of `m`, read alone: what names
+    /// the file's blob in the store. Alone, so that a record whose entry is
+    /// otherwise unusable still names its blob (vacuum and fsck count it).
+    pub fn sha256_of(m: &Manifest) -> Option<&str> {
+        FileEntry::sha256_in(m.get("files")?)
+    }
+
+    /// [`FileEntry::sha256_of`] given the `files` value itself.
+    pub fn sha256_in(files: &Value) -> Option<&str> {
+        digest_sha256(files.get(0)?)
+    }
+}
+
+/// A lenient, borrowed view of `files[0]` of a manifest nobody has
+/// validated yet (a local file, a remote source's answer, a v1 manifest):
+/// each field on its own, when present with the right JSON type, so a
+/// partial entry still yields what it has. Stored manifests use
+/// [`FileEntry`].
+#[derive(Debug, Clone, Copy)]
+pub struct UncheckedFile<'a>(&'a Value);
+
+impl<'a> UncheckedFile<'a> {
+    /// `files[0]` of `m`, whatever it holds; `None` without one.
+    pub fn of(m: &'a Manifest) -> Option<UncheckedFile<'a>> {
+        m.get("files")?.get(0).map(UncheckedFile)
+    }
+
+    /// [`UncheckedFile::of`] for a manifest that may not be an object.
+    pub fn of_value(m: &'a Value) -> Option<UncheckedFile<'a>> {
+        m.get("files")?.get(0).map(UncheckedFile)
+    }
+
+    fn str(&self, key: &str) -> Option<&'a str> {
+        self.0.get(key)?.as_str()
+    }
+
+    /// `sha1`.
+    pub fn sha1(&self) -> Option<&'a str> {
+        self.str("sha1")
+    }
+
+    /// `size`, only as a JSON integer.
+    pub fn size(&self) -> Option<u64> {
+        self.0.get("size")?.as_u64()
+    }
+
+    /// `compression`, unchecked.
+    pub fn compression(&self) -> Option<&'a str> {
+        self.str("compression")
+    }
+
+    /// `digest` without its `sha256:` prefix.
+    pub fn sha256(&self) -> Option<&'a str> {
+        digest_sha256(self.0)
+    }
+
+    /// `path`: the file's name beside the manifest (v1/DSAPI and
+    /// `imgadm` directories; a v2 manifest may not keep it).
+    pub fn path(&self) -> Option<&'a str> {
+        self.str("path")
+    }
+
+    /// `url`: where a DSAPI server serves the file (v1 only).
+    pub fn url(&self) -> Option<&'a str> {
+        self.str("url")
+    }
+}
+
+/// `digest` of one file entry without its `sha256:` prefix.
+fn digest_sha256(entry: &Value) -> Option<&str> {
+    entry.get("digest")?.as_str()?.strip_prefix("sha256:")
 }
 
 /// Manifests the tests of every submodule start from.
@@ -457,6 +526,26 @@ mod tests {
             m.insert("files".into(), json!([bad]));
             assert_eq!(FileEntry::of(&m), None);
         }
+    }
+
+    #[test]
+    fn unchecked_file_reads_each_field_alone() {
+        assert!(UncheckedFile::of(&minimal()).is_none());
+        let m = obj(
+            json!({"files": [{"sha1": "x", "size": 5.0, "path": "a.zfs.gz",
+            "url": "http://h/f", "digest": format!("sha256:{}", "b".repeat(64))}]}),
+        );
+        let f = UncheckedFile::of(&m).unwrap();
+        assert_eq!(
+            (f.sha1(), f.size(), f.compression()),
+            (Some("x"), None, None)
+        );
+        assert_eq!((f.path(), f.url()), (Some("a.zfs.gz"), Some("http://h/f")));
+        assert_eq!(f.sha256(), Some("b".repeat(64).as_str()));
+        assert_eq!(FileEntry::sha256_of(&m), f.sha256());
+        assert_eq!(FileEntry::of(&m), None);
+        let v = Value::Object(m);
+        assert_eq!(UncheckedFile::of_value(&v).unwrap().sha1(), Some("x"));
     }
 
     #[test]

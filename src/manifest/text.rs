@@ -45,8 +45,10 @@ pub(super) fn is_lower_hex(s: &str, len: usize) -> bool {
 }
 
 /// `^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`: any
-/// version, but lowercase only, since uuids are compared as strings.
-pub(super) fn is_uuid(s: &str) -> bool {
+/// version, but lowercase only, since uuids are compared as strings. The
+/// crate's one UUID rule: path uuids, `?origin=`, markers and package ids
+/// are checked with it too.
+pub fn is_uuid(s: &str) -> bool {
     s.len() == 36
         && s.bytes().enumerate().all(|(i, b)| match i {
             8 | 13 | 18 | 23 => b == b'-',
@@ -129,8 +131,9 @@ pub(super) fn is_http_url(s: &str) -> bool {
 /// Format an instant the way `published_at` and `expires_at` are stored
 /// (`YYYY-MM-DDTHH:MM:SS.sssZ`, JavaScript's `toISOString`), so the service
 /// layer never has to know the format [`validate`](super::validate()) enforces.
+/// The format is the daemon's one clock format, [`crate::time::format`].
 pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    crate::time::format(t)
 }
 
 /// A non-negative integer. JSON has one number type, so `16384.0` counts too:

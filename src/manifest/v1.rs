@@ -135,13 +135,9 @@ fn truthy(v: &Value) -> bool {
 fn compression_from_name(name: &str) -> &'static str {
     let name = name.split(['?', '#']).next().unwrap_or_default();
     let base = name.rsplit('/').next().unwrap_or_default();
-    match base.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("gz") => "gzip",
-        Some("bz2") => "bzip2",
-        Some("xz") => "xz",
-        Some("zst") => "zstd",
-        _ => "none",
-    }
+    base.rsplit_once('.')
+        .and_then(|(_, ext)| crate::codec::from_extension(ext))
+        .unwrap_or("none")
 }
 
 #[cfg(test)]

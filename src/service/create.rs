@@ -15,7 +15,7 @@ use super::pipe::{self, CopyError};
 use super::Service;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, UncheckedFile};
 use crate::store::cas::{Ingest, Sealed};
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
@@ -163,7 +163,7 @@ impl Service {
             None => uuid::Uuid::new_v4().to_string(),
         };
         let m = manifest::prepare_create(&Value::Object(body), &uuid).map_err(Error::validation)?;
-        self.check_origin_exists(&m)?;
+        self.check_origin(&m)?;
         let svc = self.clone();
         let input = json!({"dataset": req.dataset, "incremental": req.incremental, "compression": req.compression, "send_compressed": req.send_compressed, "manifest": req.manifest});
         let send_from = if req.incremental { origin_snap } else { None };
@@ -176,15 +176,6 @@ impl Service {
             }
             result
         })
-    }
-
-    fn check_origin_exists(&self, m: &Manifest) -> Result<()> {
-        if let Some(o) = m.get("origin").and_then(|v| v.as_str()) {
-            if self.meta.get(o).is_none() {
-                return Err(Error::OriginDoesNotExist(o.to_string()));
-            }
-        }
-        Ok(())
     }
 
     fn run_create(
@@ -270,7 +261,7 @@ impl Service {
             return Err(Error::validation(errors));
         }
         self.write_locked(|svc| {
-            svc.check_origin_exists(&m)?;
+            svc.check_origin(&m)?;
             svc.cas
                 .commit(sealed)
                 .map_err(|e| Error::cas(format!("storing the file of image {uuid}"), e))?;
@@ -308,11 +299,8 @@ impl Service {
             rec.str_field("version").unwrap_or("0")
         )
         .replace(['/', ' '], "_");
-        let file = rec.file().cloned().unwrap_or_default();
-        let compression = file
-            .get("compression")
-            .and_then(|v| v.as_str())
-            .unwrap_or("none");
+        let file = rec.file();
+        let compression = file.as_ref().map_or("none", |f| f.compression.as_str());
         let kind = if rec.str_field("type") == Some("zvol") {
             "zvol"
         } else {
@@ -320,7 +308,7 @@ impl Service {
         };
         let manifest_path = dir.join(format!("{name}.imgmanifest"));
         let file_path = dir.join(format!("{name}.{kind}{}", codec::extension(compression)));
-        let size = file.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
+        let size = file.as_ref().map_or(0, |f| f.size);
         let input = json!({"image_uuid": uuid, "path": dir});
         let key = format!("export:{uuid}:{}", dir.display());
         self.tasks.start("export", input, Some(key), move |ctx| {
@@ -349,12 +337,7 @@ impl Service {
     pub fn install_from_files(self: &Arc<Self>, req: FilesRequest) -> Result<(Task, bool)> {
         check_path("manifest", &req.manifest)?;
         check_path("file", &req.file)?;
-        let mut req = req;
-        let pool = req
-            .pool
-            .take()
-            .unwrap_or_else(|| self.config().default_pool.clone());
-        crate::zfs::validate_pool_name(&pool)?;
+        let pool = self.pool_name(req.pool.as_deref())?;
         let max = self.limits().max_body_bytes;
         let meta = std::fs::metadata(&req.manifest)
             .map_err(|e| Error::param("manifest", format!("{}: {e}", req.manifest.display())))?;
@@ -385,32 +368,22 @@ impl Service {
         super::images::check_uuid(&uuid).map_err(|_| {
             Error::param("manifest", format!("uuid {uuid:?} is not a lowercase UUID"))
         })?;
-        let file = m
-            .get("files")
-            .and_then(|f| f.get(0))
-            .cloned()
-            .unwrap_or(Value::Null);
+        // Read leniently: an existing image is matched by sha1 alone, and
+        // a new one is validated below.
+        let file = UncheckedFile::of_value(&m);
         let params = FileParams {
             compression: file
-                .get("compression")
-                .and_then(|v| v.as_str())
+                .and_then(|f| f.compression())
                 .unwrap_or("none")
                 .to_string(),
-            sha1: file
-                .get("sha1")
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
-            size: file.get("size").and_then(|v| v.as_u64()),
+            sha1: file.and_then(|f| f.sha1()).map(str::to_string),
+            size: file.and_then(|f| f.size()),
             content_length: None,
         };
         let existing = self.meta.get(&uuid);
         if let Some(e) = &existing {
-            let same = e.activated
-                && params.sha1.is_some()
-                && e.file()
-                    .and_then(|f| f.get("sha1"))
-                    .and_then(|v| v.as_str())
-                    == params.sha1.as_deref();
+            let same =
+                e.activated && params.sha1.is_some() && e.file().map(|f| f.sha1) == params.sha1;
             if !same {
                 return Err(Error::ImageUuidAlreadyExists(uuid));
             }
@@ -420,15 +393,12 @@ impl Service {
         }
         // The request is well-formed; now the pool it installs into.
         self.zfs.available()?;
-        if !self.zfs.pool_exists(&pool)? {
-            return Err(crate::zfs::ZfsError::PoolNotFound { pool }.into());
-        }
-        req.pool = Some(pool);
+        self.require_pool(&pool)?;
         let file_len = std::fs::metadata(&req.file)
             .map_err(|e| Error::param("file", format!("{}: {e}", req.file.display())))?
             .len();
         let svc = self.clone();
-        let input = json!({"manifest": req.manifest, "file": req.file, "pool": req.pool, "image_uuid": uuid});
+        let input = json!({"manifest": req.manifest, "file": req.file, "pool": pool.as_str(), "image_uuid": uuid});
         self.tasks.start(
             "install-from-files",
             input,
@@ -440,10 +410,8 @@ impl Service {
                 } else {
                     ctx.add_done(file_len);
                 }
-                if let Some(pool) = &req.pool {
-                    svc.run_install(ctx, &uuid, pool)?;
-                }
-                Ok(json!({"image_uuid": uuid, "pool": req.pool}))
+                svc.run_install(ctx, &uuid, &pool)?;
+                Ok(json!({"image_uuid": uuid, "pool": pool.as_str()}))
             },
         )
     }
@@ -494,7 +462,7 @@ impl Service {
             if svc.meta.get(&uuid).is_some() {
                 return Err(Error::ImageUuidAlreadyExists(uuid.clone()));
             }
-            svc.check_origin_exists(&manifest)?;
+            svc.check_origin(&manifest)?;
             svc.meta
                 .put(ImageRecord {
                     manifest,

@@ -13,7 +13,7 @@
 //! ignored, as IMGAPI ignores the ones it does not know.
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{self, Manifest, STATES};
 use crate::store::meta::{Cached, Fields, ImageRecord, Meta, Requirements, SortKey};
 use crate::store::packages::Package;
 use std::ops::Bound;
@@ -76,8 +76,6 @@ pub struct ListFilter {
     pub fit: Option<PackageFit>,
 }
 
-const STATES: &[&str] = &["active", "unactivated", "disabled", "creating", "failed"];
-
 fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a str>> {
     let mut found = pairs.iter().filter(|(k, _)| k == key);
     let first = found.next().map(|(_, v)| v.as_str());
@@ -88,9 +86,10 @@ fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a str
 }
 
 fn uuid_param(key: &str, v: &str) -> Result<String> {
-    match uuid::Uuid::parse_str(v) {
-        Ok(u) if u.hyphenated().to_string() == v => Ok(v.to_string()),
-        _ => Err(Error::param(key, format!("{v:?} is not a lowercase UUID"))),
+    if manifest::is_uuid(v) {
+        Ok(v.to_string())
+    } else {
+        Err(Error::param(key, format!("{v:?} is not a lowercase UUID")))
     }
 }
 

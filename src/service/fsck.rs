@@ -51,6 +51,7 @@ use crate::manifest;
 use crate::store::cas::{Cas, CasError, Digests};
 use crate::store::layout::{self, PidLock};
 use crate::store::meta::{self, ImageRecord, MetaError};
+use crate::zfs::PoolName;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -422,8 +423,13 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
     }
     let mut digests: HashMap<String, std::result::Result<Digests, CasError>> = HashMap::new();
     for (uuid, rec) in &good {
-        let Some(file) = rec.file() else { continue };
+        // The typed view; a record whose entry it cannot read is already
+        // RecordInvalid, and its blob is still checked by digest.
+        let file = rec.file();
         let Some(sha256) = rec.blob_sha256() else {
+            if file.is_none() {
+                continue;
+            }
             f.push(finding(
                 "BlobMissing",
                 Severity::Error,
@@ -434,8 +440,8 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
             continue;
         };
         referenced.insert(sha256.to_string());
-        let want_size = file.get("size").and_then(|v| v.as_u64());
-        let want_sha1 = file.get("sha1").and_then(|v| v.as_str());
+        let want_size = file.as_ref().map(|e| e.size);
+        let want_sha1 = file.as_ref().map(|e| e.sha1.as_str());
         let path = match cas.blob_path(sha256) {
             Ok(p) => p,
             Err(e) => {
@@ -706,12 +712,17 @@ impl Service {
         }
         let mut out = Vec::new();
         for pool in pools {
-            if crate::zfs::validate_pool_name(&pool).is_err()
-                || !self.zfs.pool_exists(&pool).unwrap_or(false)
-            {
+            let Ok(pool) = PoolName::new(&pool) else {
+                continue;
+            };
+            if !self.zfs.pool_exists(&pool).unwrap_or(false) {
                 continue;
             }
-            for ds in self.zfs.list_datasets(&pool, Some(1)).unwrap_or_default() {
+            for ds in self
+                .zfs
+                .list_datasets(pool.as_str(), Some(1))
+                .unwrap_or_default()
+            {
                 let Some(rest) = ds.name.strip_prefix(&format!("{pool}/")) else {
                     continue;
                 };
@@ -926,12 +937,16 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
             }
         }
         for pool in pools {
-            if crate::zfs::validate_pool_name(&pool).is_err()
-                || !zfs.pool_exists(&pool).unwrap_or(false)
-            {
+            let Ok(pool) = PoolName::new(&pool) else {
+                continue;
+            };
+            if !zfs.pool_exists(&pool).unwrap_or(false) {
                 continue;
             }
-            for ds in zfs.list_datasets(&pool, Some(1)).unwrap_or_default() {
+            for ds in zfs
+                .list_datasets(pool.as_str(), Some(1))
+                .unwrap_or_default()
+            {
                 let is_partial = ds
                     .name
                     .strip_prefix(&format!("{pool}/"))

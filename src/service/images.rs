@@ -44,11 +44,12 @@ pub type Chunks = mpsc::Receiver<std::result::Result<Bytes, BodyError>>;
 
 /// Checks a path uuid. IMGAPI answers ResourceNotFound for a malformed one.
 pub fn check_uuid(uuid: &str) -> Result<()> {
-    match uuid::Uuid::parse_str(uuid) {
-        Ok(u) if u.hyphenated().to_string() == uuid => Ok(()),
-        _ => Err(Error::ResourceNotFound(format!(
+    if manifest::is_uuid(uuid) {
+        Ok(())
+    } else {
+        Err(Error::ResourceNotFound(format!(
             "image {uuid:?} not found: not a lowercase UUID"
-        ))),
+        )))
     }
 }
 
@@ -103,7 +104,13 @@ impl Service {
         filter.select(&self.meta)
     }
 
-    /// Checks that `origin`, when the manifest has one, is a stored image.
+    /// The one origin rule: `origin`, when the manifest has one, is an
+    /// image in the store (in any state), else `OriginDoesNotExist`. Used
+    /// by CreateImage, AdminImportImage, UpdateImage and the JSON Patch,
+    /// create-from-dataset, install-from-files and import-remote, each
+    /// under the store's write lock when it commits. (Import-remote refuses
+    /// an origin that is stored but not activated earlier, when it plans
+    /// the chain.)
     pub(super) fn check_origin(&self, m: &Manifest) -> Result<()> {
         if let Some(origin) = m.get("origin").and_then(|v| v.as_str()) {
             if !self.meta.contains(origin) {

@@ -36,7 +36,7 @@ use crate::sources::{Catalog, FileLoc, RemoteImage, Source};
 use crate::store::cas::Sealed;
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
-use crate::zfs::ZfsError;
+use crate::zfs::PoolName;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -100,15 +100,14 @@ impl Service {
     ) -> Result<(Task, bool)> {
         check_uuid(uuid)?;
         let only = source.map(|u| self.sources.lookup(u)).transpose()?;
-        if let Some(pool) = pool {
-            crate::zfs::validate_pool_name(pool)?;
-            if !self.zfs.pool_exists(pool)? {
-                return Err(ZfsError::PoolNotFound {
-                    pool: pool.to_string(),
-                }
-                .into());
+        let pool = match pool {
+            Some(p) => {
+                let pool = self.pool_name(Some(p))?;
+                self.require_pool(&pool)?;
+                Some(pool)
             }
-        }
+            None => None,
+        };
         let local = self.meta.get(uuid).is_some_and(|r| r.activated);
         if !local && only.is_none() && self.sources.list().is_empty() {
             return Err(Error::ImageNotFound(format!(
@@ -118,12 +117,14 @@ impl Service {
         let rt = Handle::current();
         let svc = self.clone();
         let uuid = uuid.to_string();
-        let pool = pool.map(str::to_string);
-        let input = json!({"image_uuid": uuid, "source": source, "pool": pool});
-        let key = format!("import-remote:{uuid}:{}", pool.as_deref().unwrap_or(""));
+        let input = json!({"image_uuid": uuid, "source": source, "pool": pool.as_ref().map(PoolName::as_str)});
+        let key = format!(
+            "import-remote:{uuid}:{}",
+            pool.as_ref().map_or("", PoolName::as_str)
+        );
         self.tasks
             .start("import-remote", input, Some(key), move |ctx| {
-                svc.run_import_remote(ctx, &rt, &uuid, only.as_ref(), pool.as_deref())
+                svc.run_import_remote(ctx, &rt, &uuid, only.as_ref(), pool.as_ref())
             })
     }
 
@@ -133,7 +134,7 @@ impl Service {
         rt: &Handle,
         uuid: &str,
         only: Option<&Source>,
-        pool: Option<&str>,
+        pool: Option<&PoolName>,
     ) -> Result<Value> {
         let plan = self.resolve(ctx, rt, uuid, only)?;
         let jobs = plan
@@ -156,7 +157,7 @@ impl Service {
         }
         Ok(json!({
             "image_uuid": uuid,
-            "pool": pool,
+            "pool": pool.map(PoolName::as_str),
             "imported": imported,
             "present": plan.present,
             "bytes_total": total,
@@ -581,23 +582,14 @@ impl Service {
     ) -> Result<bool> {
         self.write_locked(|svc| {
             if let Some(cur) = svc.meta.get(uuid) {
-                let same = cur.activated
-                    && cur
-                        .file()
-                        .and_then(|f| f.get("sha1"))
-                        .and_then(|v| v.as_str())
-                        == p.sha1.as_deref();
+                let same = cur.activated && cur.file().map(|f| f.sha1) == p.sha1;
                 return if same {
                     Ok(false)
                 } else {
                     Err(Error::ImageUuidAlreadyExists(uuid.to_string()))
                 };
             }
-            if let Some(origin) = manifest.get("origin").and_then(|v| v.as_str()) {
-                if !svc.meta.get(origin).is_some_and(|r| r.activated) {
-                    return Err(Error::OriginDoesNotExist(origin.to_string()));
-                }
-            }
+            svc.check_origin(&manifest)?;
             svc.meta
                 .put(ImageRecord {
                     manifest,

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::store::cas::Hasher;
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
-use crate::zfs::{ReceiveOpts, ZfsError};
+use crate::zfs::{PoolName, ReceiveOpts, ZfsError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -173,46 +173,66 @@ impl Service {
         Ok(chain)
     }
 
+    /// The pool a request names, or else the config's `default_pool`,
+    /// checked: the one place a pool name from outside (`?pool=`, a
+    /// request body, the config) becomes a [`PoolName`].
+    ///
+    /// # Errors
+    /// [`ZfsError::InvalidName`] (a 422 `InvalidParameter`).
+    pub(super) fn pool_name(&self, pool: Option<&str>) -> Result<PoolName> {
+        Ok(match pool {
+            Some(p) => PoolName::new(p)?,
+            None => PoolName::new(&self.config().default_pool)?,
+        })
+    }
+
+    /// Fails unless `pool` is imported: one `zpool list`, made when a
+    /// request is admitted (the tasks that follow rely on it).
+    ///
+    /// # Errors
+    /// [`ZfsError::PoolNotFound`], no ZFS.
+    pub(super) fn require_pool(&self, pool: &PoolName) -> Result<()> {
+        if self.zfs.pool_exists(pool)? {
+            Ok(())
+        } else {
+            Err(ZfsError::PoolNotFound {
+                pool: pool.to_string(),
+            }
+            .into())
+        }
+    }
+
     /// Starts installing an image (and any missing origins) into `pool`.
     /// A second request for the same image and pool gets the running task.
     ///
     /// # Errors
     /// Unknown image, an image without a file, a bad pool name, no ZFS.
     pub fn install(self: &Arc<Self>, uuid: &str, pool: Option<&str>) -> Result<(Task, bool)> {
-        let pool = pool
-            .map(str::to_string)
-            .unwrap_or_else(|| self.config().default_pool.clone());
-        crate::zfs::validate_pool_name(&pool)?;
+        let pool = self.pool_name(pool)?;
         let chain = self.ancestry(uuid)?;
         for rec in &chain {
             if rec.blob_sha256().is_none() {
                 return Err(Error::NoActivationNoFile(rec.uuid().to_string()));
             }
         }
-        if !self.zfs.pool_exists(&pool)? {
-            return Err(ZfsError::PoolNotFound { pool }.into());
-        }
+        self.require_pool(&pool)?;
         let svc = self.clone();
         let uuid = uuid.to_string();
-        let input = json!({"image_uuid": uuid, "pool": pool});
+        let input = json!({"image_uuid": uuid, "pool": pool.as_str()});
         let key = format!("install:{pool}:{uuid}");
         self.tasks.start("install", input, Some(key), move |ctx| {
             svc.run_install(ctx, &uuid, &pool)?;
-            Ok(json!({"image_uuid": uuid, "pool": pool, "dataset": format!("{pool}/{uuid}")}))
+            Ok(json!({"image_uuid": uuid, "pool": pool.as_str(), "dataset": format!("{pool}/{uuid}")}))
         })
     }
 
-    /// The install task's body (blocking).
-    pub fn run_install(&self, ctx: &TaskCtx, uuid: &str, pool: &str) -> Result<()> {
+    /// The install task's body (blocking). The caller checked that `pool`
+    /// exists ([`Service::require_pool`]) before starting the task; should
+    /// it be gone since, the first `zfs receive` reports `PoolNotFound`.
+    pub fn run_install(&self, ctx: &TaskCtx, uuid: &str, pool: &PoolName) -> Result<()> {
         // Shared with other installs; vacuum takes it exclusively to
         // uninstall, so an origin checked below stays until we are done.
         let _gate = self.install_gate.read().unwrap_or_else(|p| p.into_inner());
-        if !self.zfs.pool_exists(pool)? {
-            return Err(ZfsError::PoolNotFound {
-                pool: pool.to_string(),
-            }
-            .into());
-        }
         let chain = self.ancestry(uuid)?;
         let mut todo = Vec::new();
         for rec in chain {
@@ -236,7 +256,7 @@ impl Service {
         Ok(())
     }
 
-    fn install_one(&self, ctx: &TaskCtx, rec: &ImageRecord, pool: &str) -> Result<()> {
+    fn install_one(&self, ctx: &TaskCtx, rec: &ImageRecord, pool: &PoolName) -> Result<()> {
         let uuid = rec.uuid();
         let target = format!("{pool}/{uuid}");
         let partial = format!("{target}-partial");
@@ -247,17 +267,10 @@ impl Service {
             tracing::warn!(dataset = %partial, "destroying a leftover partial dataset");
             self.zfs.destroy(&partial, true)?;
         }
-        let file = rec.file().cloned().unwrap_or_default();
-        let compression = file
-            .get("compression")
-            .and_then(|v| v.as_str())
-            .unwrap_or("none")
-            .to_string();
-        let want_sha1 = file
-            .get("sha1")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
+        let (compression, want_sha1) =
+            rec.file().map_or(("none".to_string(), String::new()), |f| {
+                (f.compression, f.sha1)
+            });
         let want_sha256 = rec.blob_sha256().unwrap_or_default().to_string();
         let path = self
             .cas
@@ -377,15 +390,10 @@ impl Service {
     /// `@final` snapshot or whose uuid is a stored image, joined with the
     /// manifests (like `imgadm list -j`).
     pub fn installed(&self, pool: &str) -> Result<Vec<Value>> {
-        crate::zfs::validate_pool_name(pool)?;
-        if !self.zfs.pool_exists(pool)? {
-            return Err(ZfsError::PoolNotFound {
-                pool: pool.to_string(),
-            }
-            .into());
-        }
+        let pool = self.pool_name(Some(pool))?;
+        self.require_pool(&pool)?;
         let mut out = Vec::new();
-        for ds in self.zfs.list_datasets(pool, Some(1))? {
+        for ds in self.zfs.list_datasets(pool.as_str(), Some(1))? {
             let Some(uuid) = ds.name.strip_prefix(&format!("{pool}/")) else {
                 continue;
             };
@@ -405,7 +413,7 @@ impl Service {
             };
             out.push(json!({
                 "manifest": rec.map(|r| Value::Object(r.manifest.clone())),
-                "zpool": pool,
+                "zpool": pool.as_str(),
                 "dataset": ds.name,
                 "clones": clones,
                 "origin_snapshot": ds.origin,
@@ -448,7 +456,7 @@ impl Service {
 
 /// A receive that failed because the pool is full is a 507
 /// `InsufficientStorage`, like a full data dir, not a generic zfs failure.
-fn pool_full(pool: &str, uuid: &str, r: std::result::Result<(), ZfsError>) -> Result<()> {
+fn pool_full(pool: &PoolName, uuid: &str, r: std::result::Result<(), ZfsError>) -> Result<()> {
     match r {
         Err(ZfsError::OutOfSpace { stderr, .. }) => Err(Error::InsufficientStorage(format!(
             "pool {pool} is full: receiving image {uuid} failed ({}); nothing was installed",
@@ -459,8 +467,5 @@ fn pool_full(pool: &str, uuid: &str, r: std::result::Result<(), ZfsError>) -> Re
 }
 
 fn file_size(rec: &ImageRecord) -> u64 {
-    rec.file()
-        .and_then(|f| f.get("size"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0)
+    rec.file().map_or(0, |f| f.size)
 }

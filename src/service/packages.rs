@@ -27,7 +27,7 @@
 use super::filter::{ListFilter, PackageFit};
 use super::Service;
 use crate::error::{Error, Result};
-use crate::manifest::FieldError;
+use crate::manifest::{self, FieldError};
 use crate::store::meta::Cached;
 use crate::store::packages::Package;
 use serde::{Deserialize, Serialize};
@@ -55,12 +55,11 @@ fn invalid(field: String, message: String) -> FieldError {
     }
 }
 
-fn is_uuid(s: &str) -> bool {
+/// Any spelling the uuid crate reads (a package name that looks like a
+/// uuid is refused whatever its case); ids themselves are
+/// [`manifest::is_uuid`].
+fn parses_as_uuid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok()
-}
-
-fn is_lower_uuid(s: &str) -> bool {
-    uuid::Uuid::parse_str(s).is_ok_and(|u| u.hyphenated().to_string() == s)
 }
 
 /// Validates a package body and builds the package. `prefix` is put in
@@ -125,7 +124,7 @@ pub fn parse_package(body: &Value, prefix: &str) -> std::result::Result<Package,
         }
     };
     let id = string("id", 36, &mut errs);
-    if let Some(id) = id.as_deref().filter(|id| !is_lower_uuid(id)) {
+    if let Some(id) = id.as_deref().filter(|id| !manifest::is_uuid(id)) {
         errs.push(invalid(
             f("id"),
             format!("{} {id:?} is not a lowercase UUID", f("id")),
@@ -143,7 +142,7 @@ pub fn parse_package(body: &Value, prefix: &str) -> std::result::Result<Package,
                     f("name")
                 ),
             ));
-        } else if is_uuid(n) {
+        } else if parses_as_uuid(n) {
             errs.push(invalid(
                 f("name"),
                 format!(
@@ -436,7 +435,7 @@ fn not_found(x: &str) -> Error {
 
 /// A path id for PUT/DELETE: only a lowercase uuid can name a package.
 fn check_id(id: &str) -> Result<()> {
-    if is_lower_uuid(id) {
+    if manifest::is_uuid(id) {
         Ok(())
     } else {
         Err(Error::ResourceNotFound(format!(

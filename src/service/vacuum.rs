@@ -29,6 +29,7 @@
 
 use super::Service;
 use crate::error::{Error, Result};
+use crate::zfs::PoolName;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -138,14 +139,8 @@ impl Service {
     pub fn vacuum(&self, opts: &Options) -> Result<Report> {
         let pool = match opts.uninstall_unused_days {
             Some(_) => {
-                let pool = opts
-                    .pool
-                    .clone()
-                    .unwrap_or_else(|| self.config().default_pool.clone());
-                crate::zfs::validate_pool_name(&pool)?;
-                if !self.zfs.pool_exists(&pool)? {
-                    return Err(crate::zfs::ZfsError::PoolNotFound { pool }.into());
-                }
+                let pool = self.pool_name(opts.pool.as_deref())?;
+                self.require_pool(&pool)?;
                 Some(pool)
             }
             None => None,
@@ -259,7 +254,7 @@ impl Service {
     /// Uninstalls images of `pool` unused for `days` days.
     fn vacuum_installed(
         &self,
-        pool: &str,
+        pool: &PoolName,
         days: u64,
         dry_run: bool,
         report: &mut Report,
@@ -277,7 +272,7 @@ impl Service {
                 }
                 Err(std::sync::TryLockError::WouldBlock) => {
                     report.skip(
-                        pool,
+                        pool.as_str(),
                         format!(
                             "installs kept running for {} s: uninstalling skipped, run vacuum again later",
                             GATE_WAIT.as_secs()
@@ -289,7 +284,7 @@ impl Service {
         };
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let max_age = days.saturating_mul(86_400);
-        for ds in self.zfs.list_datasets(pool, Some(1))? {
+        for ds in self.zfs.list_datasets(pool.as_str(), Some(1))? {
             let Some(uuid) = ds.name.strip_prefix(&format!("{pool}/")) else {
                 continue;
             };

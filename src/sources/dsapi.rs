@@ -10,7 +10,7 @@
 
 use super::client::{self, FetchError, Http};
 use super::{remote_image, FileLoc, RemoteImage};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, UncheckedFile};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// Characters escaped in a URL path segment.
@@ -30,11 +30,11 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// The file's name relative to `BASE/UUID/`: `files[0].path`, or the last
 /// segment of `files[0].url`. Names that could climb out (`..`) are refused.
 fn file_path(raw: &Manifest) -> Option<String> {
-    let f = raw.get("files")?.get(0)?;
-    let name = match f.get("path").and_then(|v| v.as_str()) {
+    let f = UncheckedFile::of(raw)?;
+    let name = match f.path() {
         Some(p) if !p.is_empty() => p.to_string(),
         _ => {
-            let url = f.get("url")?.as_str()?;
+            let url = f.url()?;
             let path = url.split(['?', '#']).next()?;
             path.rsplit('/').next()?.to_string()
         }

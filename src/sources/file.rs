@@ -6,7 +6,7 @@
 use super::client::{Delivery, FetchError};
 use super::{remote_image, FileLoc, RemoteImage};
 use crate::codec;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, UncheckedFile};
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -23,17 +23,14 @@ fn local(path: &Path, e: impl std::fmt::Display) -> FetchError {
 
 /// Where the file of the manifest at `DIR/STEM.imgmanifest` is.
 fn file_for(dir: &Path, stem: &str, raw: &Manifest) -> PathBuf {
-    let f = raw.get("files").and_then(|f| f.get(0));
-    if let Some(p) = f.and_then(|f| f.get("path")).and_then(|v| v.as_str()) {
+    let f = UncheckedFile::of(raw);
+    if let Some(p) = f.and_then(|f| f.path()) {
         let p = Path::new(p);
         if p.components().count() == 1 {
             return dir.join(p);
         }
     }
-    let compression = f
-        .and_then(|f| f.get("compression"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("none");
+    let compression = f.and_then(|f| f.compression()).unwrap_or("none");
     let ext = codec::extension(compression);
     let candidates = [
         dir.join(format!("{stem}.zfs{ext}")),

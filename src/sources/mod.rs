@@ -27,7 +27,7 @@ pub mod imgapi;
 
 use crate::config::{ConfigError, SourceTarget};
 pub use crate::config::{SourceConfig, SourceKind};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, UncheckedFile};
 use client::{Delivery, FetchError, Http};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -125,27 +125,26 @@ impl RemoteImage {
         self.manifest.get(name).and_then(|v| v.as_str())
     }
 
-    fn file_field(&self, name: &str) -> Option<&Value> {
-        self.manifest.get("files")?.get(0)?.get(name)
+    /// `files[0]`, as the source gave it (not validated yet).
+    fn file_entry(&self) -> Option<UncheckedFile<'_>> {
+        UncheckedFile::of(&self.manifest)
     }
 
     pub fn size(&self) -> Option<u64> {
-        self.file_field("size").and_then(|v| v.as_u64())
+        self.file_entry()?.size()
     }
 
     pub fn sha1(&self) -> Option<&str> {
-        self.file_field("sha1").and_then(|v| v.as_str())
+        self.file_entry()?.sha1()
     }
 
     /// The SHA-256 hex from `files[0].digest` (`sha256:HEX`), when given.
     pub fn sha256(&self) -> Option<&str> {
-        self.file_field("digest")
-            .and_then(|v| v.as_str())
-            .and_then(|d| d.strip_prefix("sha256:"))
+        self.file_entry()?.sha256()
     }
 
     pub fn compression(&self) -> Option<&str> {
-        self.file_field("compression").and_then(|v| v.as_str())
+        self.file_entry()?.compression()
     }
 }
 
@@ -158,7 +157,7 @@ fn remote_image(
 ) -> Option<RemoteImage> {
     let raw = raw.as_object()?;
     let uuid = raw.get("uuid")?.as_str()?.to_string();
-    let file = if raw.get("files").and_then(|f| f.get(0)).is_some() {
+    let file = if UncheckedFile::of(raw).is_some() {
         file(raw, &uuid)
     } else {
         None

@@ -12,6 +12,7 @@
 //!
 //! Everything here is blocking I/O: callers run it on the blocking pool.
 
+use super::layout;
 use bytes::Bytes;
 use md5::Md5;
 use sha1::Sha1;
@@ -236,8 +237,8 @@ impl Cas {
     /// # Errors
     /// The directories cannot be created or read.
     pub fn open(data_dir: &Path) -> io::Result<Cas> {
-        let blobs = data_dir.join("blobs").join("sha256");
-        let ingest = data_dir.join("ingest");
+        let blobs = layout::blobs(data_dir);
+        let ingest = layout::ingest(data_dir);
         fs::create_dir_all(&blobs)?;
         fs::create_dir_all(&ingest)?;
         let cas = Cas {
@@ -256,8 +257,8 @@ impl Cas {
     /// nothing, for a check that must not repair.
     pub fn inspect(data_dir: &Path) -> Cas {
         Cas {
-            blobs: data_dir.join("blobs").join("sha256"),
-            ingest: data_dir.join("ingest"),
+            blobs: layout::blobs(data_dir),
+            ingest: layout::ingest(data_dir),
             live: Live::default(),
         }
     }

@@ -43,7 +43,7 @@
 //! Writes are blocking: callers run them on the blocking pool.
 
 use super::{layout, records};
-use crate::manifest::Manifest;
+use crate::manifest::{FileEntry, Manifest};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -78,9 +78,9 @@ impl ImageRecord {
         self.manifest.get(name).and_then(|v| v.as_str())
     }
 
-    /// `files[0]`, if the image has a file.
-    pub fn file(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
-        self.manifest.get("files")?.get(0)?.as_object()
+    /// `files[0]`, typed, if the image has a file.
+    pub fn file(&self) -> Option<FileEntry> {
+        FileEntry::of(&self.manifest)
     }
 
     /// Where the record sorts in a list: `published_at` (empty when
@@ -101,10 +101,7 @@ impl ImageRecord {
 
     /// The SHA-256 hex of the image's blob, from `files[0].digest`.
     pub fn blob_sha256(&self) -> Option<&str> {
-        self.file()?
-            .get("digest")?
-            .as_str()?
-            .strip_prefix("sha256:")
+        FileEntry::sha256_of(&self.manifest)
     }
 }
 
@@ -228,7 +225,7 @@ impl Fields {
             public: m.get("public").and_then(|v| v.as_bool()),
             tags: m.get("tags").and_then(|v| v.as_object()).cloned(),
             requirements: Requirements::of(m),
-            blob_sha256: m.get("files").and_then(blob_of_files),
+            blob_sha256: FileEntry::sha256_of(m).map(str::to_string),
         }
     }
 
@@ -258,13 +255,7 @@ impl Fields {
 
 /// `files[0].digest` without `sha256:` (as [`ImageRecord::blob_sha256`]).
 fn blob_of_files(files: &serde_json::Value) -> Option<String> {
-    files
-        .get(0)?
-        .as_object()?
-        .get("digest")?
-        .as_str()?
-        .strip_prefix("sha256:")
-        .map(str::to_string)
+    FileEntry::sha256_in(files).map(str::to_string)
 }
 
 /// A record as the cache holds it: the manifest's JSON and its [`Fields`].
@@ -831,6 +822,7 @@ fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own heap metadata; it is safe
     // to call at any time from any thread.
+    #[allow(unsafe_code)]
     unsafe {
         libc::malloc_trim(0);
     }

@@ -304,10 +304,11 @@ impl Zfs {
     ///
     /// # Errors
     ///
-    /// [`ZfsError::InvalidName`] for a bad pool name, [`ZfsError::NotAvailable`],
-    /// or [`ZfsError::CommandFailed`] if `zpool list` fails otherwise.
-    pub fn pool_exists(&self, pool: &str) -> Result<bool> {
-        self.runner.pool_exists(&PoolName::new(pool)?)
+    /// [`ZfsError::NotAvailable`], or [`ZfsError::CommandFailed`] if `zpool
+    /// list` fails otherwise. The name was checked when the [`PoolName`]
+    /// was made.
+    pub fn pool_exists(&self, pool: &PoolName) -> Result<bool> {
+        self.runner.pool_exists(pool)
     }
 
     /// True if the pool supports resumable receive: `zfs receive -s` exists
@@ -317,9 +318,8 @@ impl Zfs {
     ///
     /// # Errors
     ///
-    /// [`ZfsError::PoolNotFound`], [`ZfsError::NotAvailable`], [`ZfsError::InvalidName`].
-    pub fn supports_resumable_receive(&self, pool: &str) -> Result<bool> {
-        let pool = PoolName::new(pool)?;
+    /// [`ZfsError::PoolNotFound`], [`ZfsError::NotAvailable`].
+    pub fn supports_resumable_receive(&self, pool: &PoolName) -> Result<bool> {
         if !self.available()?.resumable_receive {
             return Ok(false);
         }
@@ -852,6 +852,10 @@ mod tests {
     use names::MAX_RESUME_TOKEN_LEN;
     use std::io::{self, Read};
 
+    fn pool(name: &str) -> PoolName {
+        PoolName::new(name).unwrap()
+    }
+
     #[test]
     fn invalid_names_never_run_a_command() {
         let fake = Fake::new("exit 0").with(ALL);
@@ -865,7 +869,7 @@ mod tests {
         assert!(z
             .send("pool/a@s", Some("@-x"), SendOpts::default())
             .is_err());
-        assert!(z.pool_exists("bad pool").is_err());
+        assert!(PoolName::new("bad pool").is_err());
         assert!(fake.log().is_empty(), "{:?}", fake.log());
     }
 
@@ -915,7 +919,7 @@ esac
         assert_eq!(fake.zfs.available().unwrap(), ZFS_FUSE);
         assert_eq!(fake.log().len(), calls.len(), "features are detected once");
         // resumable receive needs the CLI flag first; no zpool get is run
-        assert!(!fake.zfs.supports_resumable_receive("zdrv1").unwrap());
+        assert!(!fake.zfs.supports_resumable_receive(&pool("zdrv1")).unwrap());
         assert_eq!(fake.log().len(), calls.len());
     }
 
@@ -926,8 +930,8 @@ esac
              \"zpool get -H -o value feature@extensible_dataset old\") echo disabled ;;\nesac"
         ));
         assert_eq!(fake.zfs.available().unwrap(), ALL);
-        assert!(fake.zfs.supports_resumable_receive("tank").unwrap());
-        assert!(!fake.zfs.supports_resumable_receive("old").unwrap());
+        assert!(fake.zfs.supports_resumable_receive(&pool("tank")).unwrap());
+        assert!(!fake.zfs.supports_resumable_receive(&pool("old")).unwrap());
     }
 
     #[test]
@@ -939,7 +943,7 @@ esac
         let e = fake.zfs.available().unwrap_err();
         assert_eq!(e.code(), "ZfsNotAvailable", "{e:?}");
         assert!(e.to_string().contains("zfs-fuse daemon is running"), "{e}");
-        let e = fake.zfs.pool_exists("zdrv1").unwrap_err();
+        let e = fake.zfs.pool_exists(&pool("zdrv1")).unwrap_err();
         assert_eq!(e.code(), "ZfsNotAvailable");
     }
 
@@ -1034,7 +1038,7 @@ esac
         assert_eq!(z.get_property("tank/a", "imgadm:ignore").unwrap(), None);
         z.set_property("tank/a", "imgadm:ignore", "true").unwrap();
         z.abort_resumable_receive("tank/a").unwrap();
-        assert!(z.pool_exists("tank").unwrap());
+        assert!(z.pool_exists(&pool("tank")).unwrap());
         assert_eq!(
             fake.log(),
             [
@@ -1089,7 +1093,7 @@ esac"#,
             matches!(&e, ZfsError::DatasetNotFound { name } if name == "tank/x"),
             "{e:?}"
         );
-        assert!(!fake.zfs.pool_exists("nopool").unwrap());
+        assert!(!fake.zfs.pool_exists(&pool("nopool")).unwrap());
         assert!(!fake.zfs.exists("tank/x").unwrap());
         assert!(!fake.zfs.exists("nopool/x").unwrap());
     }

@@ -154,10 +154,16 @@ fn features_and_pool() {
     let Some(s) = Scratch::new() else { return };
     let f = s.zfs.available().unwrap();
     eprintln!("features of the test pool's ZFS: {f:?}");
-    assert!(s.zfs.pool_exists(&s.pool).unwrap());
-    assert!(!s.zfs.pool_exists("zdrvnosuchpool").unwrap());
+    assert!(s.zfs.pool_exists(&PoolName::new(&s.pool).unwrap()).unwrap());
+    assert!(!s
+        .zfs
+        .pool_exists(&PoolName::new("zdrvnosuchpool").unwrap())
+        .unwrap());
     if !f.resumable_receive {
-        assert!(!s.zfs.supports_resumable_receive(&s.pool).unwrap());
+        assert!(!s
+            .zfs
+            .supports_resumable_receive(&PoolName::new(&s.pool).unwrap())
+            .unwrap());
     }
     let roots = s.zfs.list_datasets(&s.pool, Some(0)).unwrap();
     assert_eq!(roots.len(), 1);
@@ -403,7 +409,9 @@ fn interrupted_resumable_receive_resumes_from_its_token() {
     let Some(s) = Scratch::new() else { return };
     let z = &s.zfs;
     let f = z.available().unwrap();
-    let resumable = z.supports_resumable_receive(&s.pool).unwrap();
+    let resumable = z
+        .supports_resumable_receive(&PoolName::new(&s.pool).unwrap())
+        .unwrap();
     const LEN: usize = 6_000_000;
     let src = s.filesystem_with_data("src", LEN, 9);
     z.snapshot(&format!("{src}@final")).unwrap();

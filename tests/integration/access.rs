@@ -202,6 +202,7 @@ fn post_as(d: &Daemon, groups: &[u32]) -> u16 {
     ]);
     // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid)
     // between fork and exec.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setgroups(&groups)?;

@@ -138,8 +138,8 @@ fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>> {
 /// `GET /images/:uuid/file`: streamed from the blob, with `Range` support.
 pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     let (rec, path) = ctx.svc.file_path(&uuid)?;
-    let file = rec.file().cloned().unwrap_or_default();
-    let size = file.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
+    let file = rec.file();
+    let size = file.as_ref().map_or(0, |f| f.size);
     let range = parse_range(ctx.header("range"), size)?;
     let (start, len, status) = match range {
         Some((s, e)) => (s, e - s + 1, StatusCode::PARTIAL_CONTENT),
@@ -162,8 +162,8 @@ pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     );
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     h.insert("accept-ranges", HeaderValue::from_static("bytes"));
-    if let Some(sha1) = file.get("sha1").and_then(|v| v.as_str()) {
-        if let Ok(v) = HeaderValue::from_str(sha1) {
+    if let Some(f) = &file {
+        if let Ok(v) = HeaderValue::from_str(&f.sha1) {
             h.insert("etag", v);
         }
     }
