@@ -3,19 +3,17 @@
 //! # Layout
 //! The modules form a stack, listed here bottom to top; a module uses only
 //! the ones below it (`python3 ../shared/tools/modgraph.py src` finds no
-//! circle). Exception left for now: [`store::meta`] reads manifests.
+//! circle).
 //! - [`time`]: the one RFC 3339 clock every stored timestamp comes from.
 //! - [`codec`]: the (de)compressors of `files[].compression` and the one
 //!   `CHUNK` every data path moves bytes in.
 //! - [`log`]: structured logging with a reloadable level.
 //! - [`config`]: the TOML config, embedded defaults, validation.
-//! - [`access`]: who is calling ([`access::Peer`], SO_PEERCRED) and who may
-//!   read and who may write.
+//! - [`manifest`]: every rule of the IMGAPI manifest v2 (pure, no I/O).
+//! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
 //! - [`store`]: where everything lives in the data dir and its lock
 //!   ([`store::layout`]), the content-addressed blob store ([`store::cas`])
 //!   and the metadata index in sled with on-disk records ([`store::meta`]).
-//! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
-//! - [`manifest`]: every rule of the IMGAPI manifest v2 (pure, no I/O).
 //! - [`sources`]: remote image sources (IMGAPI, DSAPI, directories) and the
 //!   HTTP(S) client that fetches from them with retries and resume.
 //! - [`error`]: the error enum with IMGAPI codes and the IMGAPI error body
@@ -24,6 +22,8 @@
 //!   in ([`sources::SourceError`], [`store::meta::MetaError`],
 //!   [`store::cas::CasError`], [`zfs::ZfsError`]); and
 //!   [`error::StartError`], what stops the daemon from starting.
+//! - [`access`]: who is calling ([`access::Peer`], SO_PEERCRED) and who may
+//!   read and who may write.
 //! - [`tasks`]: long operations that answer 202 with a task.
 //! - [`service`]: the use cases (create, import, add file, activate, ...);
 //!   no HTTP types. [`service::Service`]'s fields are private: one method
