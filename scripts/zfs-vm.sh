@@ -405,7 +405,7 @@ cmd_run() {
     if [ "$accel" = kvm ]; then
         q+=(-accel kvm -cpu host)
     else
-        q+=(-accel tcg,thread=multi -cpu max)
+        q+=(-accel tcg,thread=multi -cpu "${ZFSVM_CPU:-max}")
     fi
     disks=${ZFSVM_DISKS:-2}
     for ((i = 1; i <= disks; i++)); do

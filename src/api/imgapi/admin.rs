@@ -31,19 +31,19 @@ fn flag(ctx: &Ctx, name: &str) -> Result<bool> {
 
 /// `GET /state`.
 pub async fn state(ctx: Ctx) -> Result<Response<Body>> {
-    let opts = fsck::Options {
-        verify: flag(&ctx, "verify")?,
-        repair: false,
-    };
-    let report = ctx.svc.check(opts).await?;
-    Ok(json_response(StatusCode::OK, &report.to_json()))
+    check(ctx, false).await
 }
 
 /// `POST /state?action=repair` (the action is checked by the route).
 pub async fn repair(ctx: Ctx) -> Result<Response<Body>> {
+    check(ctx, true).await
+}
+
+/// The fsck report, with `?verify=` read the same way for both.
+async fn check(ctx: Ctx, repair: bool) -> Result<Response<Body>> {
     let opts = fsck::Options {
         verify: flag(&ctx, "verify")?,
-        repair: true,
+        repair,
     };
     let report = ctx.svc.check(opts).await?;
     Ok(json_response(StatusCode::OK, &report.to_json()))
