@@ -10,7 +10,7 @@
 //! a moved-aside `@final` is put back, and nothing is recorded.
 
 use super::images::{check_sealed, FileParams};
-use super::install::Undo;
+use super::journal::Undo;
 use super::pipe::{self, CopyError};
 use super::Service;
 use crate::codec;
