@@ -694,7 +694,7 @@ impl Service {
             }
             for ds in self
                 .zfs
-                .list_datasets(pool.as_str(), Some(1))
+                .list_datasets(&pool.root(), Some(1))
                 .unwrap_or_default()
             {
                 let Some(rest) = ds.name.strip_prefix(&format!("{pool}/")) else {
@@ -917,10 +917,7 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
             if !zfs.pool_exists(&pool).unwrap_or(false) {
                 continue;
             }
-            for ds in zfs
-                .list_datasets(pool.as_str(), Some(1))
-                .unwrap_or_default()
-            {
+            for ds in zfs.list_datasets(&pool.root(), Some(1)).unwrap_or_default() {
                 let is_partial = ds
                     .name
                     .strip_prefix(&format!("{pool}/"))

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::store::cas::Hasher;
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
-use crate::zfs::{PoolName, ReceiveOpts, ZfsError};
+use crate::zfs::{DatasetName, PoolName, ReceiveOpts, ZfsError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -144,13 +144,13 @@ impl Service {
     fn install_one(&self, ctx: &TaskCtx, rec: &ImageRecord, pool: &PoolName) -> Result<()> {
         let uuid = rec.uuid();
         let target = format!("{pool}/{uuid}");
-        let partial = format!("{target}-partial");
+        let partial = DatasetName::new(&format!("{target}-partial"))?;
         if self.zfs.exists(&target)? {
             return Err(ZfsError::DatasetExists { name: target }.into());
         }
-        if self.zfs.exists(&partial)? {
+        if self.zfs.exists(partial.as_str())? {
             tracing::warn!(dataset = %partial, "destroying a leftover partial dataset");
-            self.zfs.destroy(&partial, true)?;
+            self.zfs.destroy(partial.as_str(), true)?;
         }
         let (compression, want_sha1) =
             rec.file().map_or(("none".to_string(), String::new()), |f| {
@@ -167,11 +167,11 @@ impl Service {
         self.journal_push(
             ctx.id(),
             Undo::Destroy {
-                name: partial.clone(),
+                name: partial.to_string(),
             },
         )?;
         let mut child = self.zfs.receive(
-            &partial,
+            partial.as_str(),
             ReceiveOpts {
                 no_mount: true,
                 ..Default::default()
@@ -258,7 +258,7 @@ impl Service {
         if snaps[0].name != final_snap {
             self.zfs.rename(&snaps[0].name, &final_snap)?;
         }
-        self.zfs.rename(&partial, &target)?;
+        self.zfs.rename(partial.as_str(), &target)?;
         // Vacuum's clock of when the image was last used (best effort).
         let now = chrono::Utc::now().timestamp().max(0).to_string();
         if let Err(e) = self
@@ -278,7 +278,7 @@ impl Service {
         let pool = self.pool_name(Some(pool))?;
         self.require_pool(&pool)?;
         let mut out = Vec::new();
-        for ds in self.zfs.list_datasets(pool.as_str(), Some(1))? {
+        for ds in self.zfs.list_datasets(&pool.root(), Some(1))? {
             let Some(uuid) = ds.name.strip_prefix(&format!("{pool}/")) else {
                 continue;
             };
