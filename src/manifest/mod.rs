@@ -106,6 +106,37 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// A top-level string field; `None` when it is absent or not a string.
+fn str_of<'a>(m: &'a Manifest, key: &str) -> Option<&'a str> {
+    m.get(key).and_then(Value::as_str)
+}
+
+/// `uuid`, when it is a string. The typed readers below are the only place
+/// outside this module's rules where these top-level keys are spelled.
+pub fn uuid_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "uuid")
+}
+
+/// `origin`: the uuid of the image this one is an increment on.
+pub fn origin_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "origin")
+}
+
+/// `state` (one of [`STATES`] in a valid manifest).
+pub fn state_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "state")
+}
+
+/// `name`, when it is a string.
+pub fn name_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "name")
+}
+
+/// `version`, when it is a string.
+pub fn version_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "version")
+}
+
 /// Owner of images nobody claimed (IMGAPI's `UNSET_OWNER_UUID`).
 pub const NIL_UUID: &str = "00000000-0000-0000-0000-000000000000";
 

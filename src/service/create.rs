@@ -187,11 +187,7 @@ impl Service {
         send_from: Option<&str>,
         mut m: Manifest,
     ) -> Result<Value> {
-        let uuid = m
-            .get("uuid")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
+        let uuid = manifest::uuid_of(&m).unwrap_or_default().to_string();
         let snap = format!("{ds}@final");
         if self.zfs.exists(&snap)? {
             let aside = format!("{ds}@final-{}", crate::time::name_stamp());
@@ -296,8 +292,8 @@ impl Service {
         }
         let name = format!(
             "{}-{}",
-            rec.str_field("name").unwrap_or("image"),
-            rec.str_field("version").unwrap_or("0")
+            rec.name().unwrap_or("image"),
+            rec.version().unwrap_or("0")
         )
         .replace(['/', ' '], "_");
         let file = rec.file();
@@ -362,8 +358,8 @@ impl Service {
             }
         }
         let uuid = m
-            .get("uuid")
-            .and_then(|v| v.as_str())
+            .as_object()
+            .and_then(manifest::uuid_of)
             .ok_or_else(|| Error::param("manifest", "has no uuid"))?
             .to_string();
         super::images::check_uuid(&uuid).map_err(|_| {

@@ -329,7 +329,7 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
                         false,
                     ));
                 }
-                if let Some(origin) = rec.str_field("origin") {
+                if let Some(origin) = rec.origin() {
                     if !good.contains_key(origin) {
                         f.push(finding(
                             "OriginMissing",

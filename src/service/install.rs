@@ -30,12 +30,7 @@ impl Service {
     /// the image itself.
     pub fn ancestry(&self, uuid: &str) -> Result<Vec<Arc<ImageRecord>>> {
         let mut chain = vec![self.get_image(uuid)?];
-        while let Some(origin) = chain
-            .last()
-            .unwrap()
-            .str_field("origin")
-            .map(str::to_string)
-        {
+        while let Some(origin) = chain.last().unwrap().origin().map(str::to_string) {
             if chain.len() > 100 {
                 return Err(Error::param(
                     "origin",
