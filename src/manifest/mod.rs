@@ -14,6 +14,9 @@
 //! - the field lists other code needs: [`MUTABLE_FIELDS`], [`INHERITED_FIELDS`];
 //! - a typed, read-only view of a file entry: [`FileEntry`] for stored
 //!   manifests, [`UncheckedFile`] for ones not yet validated.
+//! - typed readers of the top-level fields other modules read
+//!   ([`uuid_of`], [`origin_of`], [`state_of`], [`name_of`], [`version_of`]),
+//!   so those keys are spelled here only.
 //!
 //! It does no I/O. Whatever needs the store (does the origin exist, is the uuid
 //! free, may this caller see that image) is the service layer's job.
