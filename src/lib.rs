@@ -13,7 +13,8 @@
 //! - [`zfs`]: the one module that runs `zfs`/`zpool` (argv only, classified errors).
 //! - [`store`]: where everything lives in the data dir and its lock
 //!   ([`store::layout`]), the content-addressed blob store ([`store::cas`])
-//!   and the metadata index in sled with on-disk records ([`store::meta`]).
+//!   and the metadata index in sled with on-disk records ([`store::meta`]);
+//!   the task record's one encoder and decoder ([`store::tasks`]).
 //! - [`sources`]: remote image sources (IMGAPI, DSAPI, directories) and the
 //!   HTTP(S) client that fetches from them with retries and resume.
 //! - [`error`]: the error enum with IMGAPI codes and the IMGAPI error body
@@ -28,6 +29,8 @@
 //! - [`service`]: the use cases (create, import, add file, activate, ...);
 //!   no HTTP types. [`service::Service`]'s fields are private: one method
 //!   per use case, and the records it returns are re-exported from it.
+//!   [`service::journal`] owns the undo journal (its record, push, undo,
+//!   recovery); fsck reads pending steps through it.
 //! - [`api`]: admit, route and log ([`api::routes`] parses each request
 //!   into one [`api::routes::Route`]); [`api::error`] chooses each error's
 //!   HTTP status; the IMGAPI dialect's handlers are [`api::imgapi`], one

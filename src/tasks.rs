@@ -1,7 +1,7 @@
 //! Background tasks: long operations (install, create, export, import from
 //! files) that answer 202 with a task and run on the blocking pool.
 //!
-//! A task's record lives in the sled tree `tasks` and is flushed on every
+//! A task's record ([`crate::store::tasks`]) lives in the sled tree `tasks` and is flushed on every
 //! status change, so `GET /tasks/:id` answers across restarts. Progress
 //! counters live in memory only (they change thousands of times a second).
 //! At start, a task that was pending or processing when the daemon stopped
@@ -13,7 +13,8 @@
 //! [`TaskCtx::on_cancel`] are killed at once.
 
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
+use crate::store::tasks as record;
+pub use crate::store::tasks::{Progress, Status, Task, TaskError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,53 +24,6 @@ use tokio::sync::watch;
 
 /// How long a finished task stays listed before `vacuum` may remove it.
 pub const TASK_TTL_HOURS: i64 = 24;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Processing,
-    Success,
-    Failure,
-    Cancelled,
-}
-
-impl Status {
-    pub fn is_finished(self) -> bool {
-        matches!(self, Status::Success | Status::Failure | Status::Cancelled)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskError {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Task {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub status: Status,
-    pub input: Value,
-    #[serde(default)]
-    pub result: Option<Value>,
-    #[serde(default)]
-    pub error: Option<TaskError>,
-    #[serde(default)]
-    pub progress: Progress,
-    pub created_at: String,
-    pub updated_at: String,
-    #[serde(default)]
-    pub expires_at: Option<String>,
-}
 
 /// What a running task can see and do.
 #[derive(Clone)]
@@ -164,7 +118,7 @@ impl Tasks {
         let mut interrupted = Vec::new();
         for item in tree.iter() {
             let (k, v) = item?;
-            let Ok(mut t) = serde_json::from_slice::<Task>(&v) else {
+            let Some(mut t) = record::decode(&v) else {
                 tree.remove(k)?;
                 continue;
             };
@@ -181,7 +135,7 @@ impl Tasks {
                 t.expires_at = Some(expiry());
                 tree.insert(
                     k,
-                    serde_json::to_vec(&t).map_err(|e| Error::internal("task", e))?,
+                    record::encode(&t).map_err(|e| Error::internal("task", e))?,
                 )?;
                 interrupted.push(t);
             }
@@ -198,7 +152,7 @@ impl Tasks {
     }
 
     fn store(&self, t: &Task) -> Result<()> {
-        let bytes = serde_json::to_vec(t).map_err(|e| Error::internal("task", e))?;
+        let bytes = record::encode(t).map_err(|e| Error::internal("task", e))?;
         self.tree.insert(t.id.as_bytes(), bytes)?;
         self.tree.flush()?;
         Ok(())
@@ -206,7 +160,7 @@ impl Tasks {
 
     fn load(&self, id: &str) -> Option<Task> {
         let v = self.tree.get(id.as_bytes()).ok()??;
-        serde_json::from_slice(&v).ok()
+        record::decode(&v)
     }
 
     /// A task with its live progress.

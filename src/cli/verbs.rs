@@ -12,7 +12,7 @@ use super::{
     ImageCmd, ImagesArgs, ImportArgs, InstallArgs, ListArgs, PingArgs, PoolImageArgs, TableArgs,
     TaskCmd, TasksArgs, VacuumArgs, EXIT_NOT_INSTALLED,
 };
-use crate::manifest::UncheckedFile;
+use crate::manifest::{self, UncheckedFile};
 use serde_json::{json, Map, Value};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -73,9 +73,18 @@ fn str_field<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
 
+/// A manifest's `uuid` (the key is [`manifest`]'s), when `v` is an
+/// object with a string `uuid`.
+fn uuid_of(v: &Value) -> Option<&str> {
+    v.as_object().and_then(manifest::uuid_of)
+}
+
 /// "UUID (name version)" when name and version are known.
 fn describe(uuid: &str, manifest: Option<&Value>) -> String {
-    match manifest.map(|m| (str_field(m, "name"), str_field(m, "version"))) {
+    match manifest
+        .and_then(Value::as_object)
+        .map(|m| (manifest::name_of(m), manifest::version_of(m)))
+    {
         Some((Some(n), Some(v))) => format!("{uuid} ({n} {v})"),
         Some((Some(n), None)) => format!("{uuid} ({n})"),
         _ => uuid.to_string(),
@@ -437,11 +446,7 @@ fn add(conn: &Conn, a: AddArgs) -> Result<()> {
     // `files`, which describe someone else's copy); without, CreateImage
     // assigns one and must not be sent `files`.
     let intr = Interrupt::install()?;
-    let created = match manifest
-        .get("uuid")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    {
+    let created = match manifest::uuid_of(&manifest).map(str::to_string) {
         Some(uuid) => client.call(
             "POST",
             &with_query(&format!("/images/{}", seg(&uuid)), &[("action", "import")]),
@@ -457,7 +462,7 @@ fn add(conn: &Conn, a: AddArgs) -> Result<()> {
         }
     }?
     .1;
-    let uuid = str_field(&created, "uuid")
+    let uuid = uuid_of(&created)
         .ok_or_else(|| CliError::local("the daemon's answer has no uuid"))?
         .to_string();
 
@@ -546,10 +551,7 @@ fn install(conn: &Conn, a: InstallArgs) -> Result<()> {
     }
     // For messages only; the daemon validates the manifest.
     let manifest = read_manifest(&a.manifest).ok().map(Value::Object);
-    let uuid_hint = manifest
-        .as_ref()
-        .and_then(|m| str_field(m, "uuid"))
-        .map(str::to_string);
+    let uuid_hint = manifest.as_ref().and_then(uuid_of).map(str::to_string);
     let mut body = json!({"manifest": paths[0], "file": paths[1]});
     if let Some(p) = &a.pool {
         body["pool"] = json!(p);
@@ -855,16 +857,9 @@ fn images(conn: &Conn, a: ImagesArgs) -> Result<()> {
         let n = page.len();
         let fresh: Vec<Value> = page
             .into_iter()
-            .filter(|i| {
-                marker
-                    .as_deref()
-                    .is_none_or(|m| str_field(i, "uuid") != Some(m))
-            })
+            .filter(|i| marker.as_deref().is_none_or(|m| uuid_of(i) != Some(m)))
             .collect();
-        let next = fresh
-            .last()
-            .and_then(|i| str_field(i, "uuid"))
-            .map(str::to_string);
+        let next = fresh.last().and_then(uuid_of).map(str::to_string);
         items.extend(fresh);
         match next {
             Some(m) if n >= 1000 => marker = Some(m),

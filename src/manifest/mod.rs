@@ -14,6 +14,9 @@
 //! - the field lists other code needs: [`MUTABLE_FIELDS`], [`INHERITED_FIELDS`];
 //! - a typed, read-only view of a file entry: [`FileEntry`] for stored
 //!   manifests, [`UncheckedFile`] for ones not yet validated.
+//! - typed readers of the top-level fields other modules read
+//!   ([`uuid_of`], [`origin_of`], [`state_of`], [`name_of`], [`version_of`]),
+//!   so those keys are spelled here only.
 //!
 //! It does no I/O. Whatever needs the store (does the origin exist, is the uuid
 //! free, may this caller see that image) is the service layer's job.
@@ -104,6 +107,37 @@ impl std::fmt::Display for FieldError {
         // The message already names the field.
         write!(f, "{}: {}", self.code, self.message)
     }
+}
+
+/// A top-level string field; `None` when it is absent or not a string.
+fn str_of<'a>(m: &'a Manifest, key: &str) -> Option<&'a str> {
+    m.get(key).and_then(Value::as_str)
+}
+
+/// `uuid`, when it is a string. The typed readers below are the only place
+/// outside this module's rules where these top-level keys are spelled.
+pub fn uuid_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "uuid")
+}
+
+/// `origin`: the uuid of the image this one is an increment on.
+pub fn origin_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "origin")
+}
+
+/// `state` (one of [`STATES`] in a valid manifest).
+pub fn state_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "state")
+}
+
+/// `name`, when it is a string.
+pub fn name_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "name")
+}
+
+/// `version`, when it is a string.
+pub fn version_of(m: &Manifest) -> Option<&str> {
+    str_of(m, "version")
 }
 
 /// Owner of images nobody claimed (IMGAPI's `UNSET_OWNER_UUID`).

@@ -10,7 +10,7 @@
 //! a moved-aside `@final` is put back, and nothing is recorded.
 
 use super::images::{check_sealed, FileParams};
-use super::install::Undo;
+use super::journal::Undo;
 use super::pipe::{self, CopyError};
 use super::Service;
 use crate::codec;
@@ -19,7 +19,7 @@ use crate::manifest::{self, Manifest, UncheckedFile};
 use crate::store::cas::{Ingest, Sealed};
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
-use crate::zfs::SendOpts;
+use crate::zfs::{DatasetName, SendOpts};
 use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
@@ -96,7 +96,8 @@ impl Service {
     /// request for a dataset without an origin image, an invalid manifest,
     /// no ZFS. Nothing has been changed when these are returned.
     pub fn create_from_dataset(self: &Arc<Self>, req: CreateRequest) -> Result<(Task, bool)> {
-        crate::zfs::validate_dataset_name(&req.dataset)?;
+        // The one check of the dataset's name; the task carries it typed.
+        let dataset = DatasetName::new(&req.dataset)?;
         if !manifest::COMPRESSIONS.contains(&req.compression.as_str()) {
             return Err(Error::param(
                 "compression",
@@ -117,14 +118,14 @@ impl Service {
                 "send_compressed: this ZFS has no `zfs send -c`".into(),
             ));
         }
-        if !self.zfs.exists(&req.dataset)? {
+        if !self.zfs.exists(dataset.as_str())? {
             return Err(crate::zfs::ZfsError::DatasetNotFound {
-                name: req.dataset.clone(),
+                name: dataset.to_string(),
             }
             .into());
         }
         // The origin image: the dataset is a clone of POOL/ORIGIN@final.
-        let origin_snap = self.zfs.get_property(&req.dataset, "origin")?;
+        let origin_snap = self.zfs.get_property(dataset.as_str(), "origin")?;
         let origin = origin_snap
             .as_deref()
             .and_then(|s| s.strip_suffix("@final"))
@@ -134,7 +135,7 @@ impl Service {
             let Some(o) = &origin else {
                 return Err(Error::DatasetHasNoOrigin(format!(
                     "dataset {} is not a clone of an image's @final snapshot in this store (origin {}): cannot create an incremental image",
-                    req.dataset,
+                    dataset,
                     origin_snap.as_deref().unwrap_or("none")
                 )));
             };
@@ -168,7 +169,7 @@ impl Service {
         let input = json!({"dataset": req.dataset, "incremental": req.incremental, "compression": req.compression, "send_compressed": req.send_compressed, "manifest": req.manifest});
         let send_from = if req.incremental { origin_snap } else { None };
         self.tasks.start("create", input, None, move |ctx| {
-            let result = svc.run_create(ctx, &req, send_from.as_deref(), m);
+            let result = svc.run_create(ctx, &req, &dataset, send_from.as_deref(), m);
             if result.is_err() {
                 svc.journal_undo(ctx.id());
             } else {
@@ -182,15 +183,11 @@ impl Service {
         &self,
         ctx: &TaskCtx,
         req: &CreateRequest,
+        ds: &DatasetName,
         send_from: Option<&str>,
         mut m: Manifest,
     ) -> Result<Value> {
-        let uuid = m
-            .get("uuid")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let ds = &req.dataset;
+        let uuid = manifest::uuid_of(&m).unwrap_or_default().to_string();
         let snap = format!("{ds}@final");
         if self.zfs.exists(&snap)? {
             let aside = format!("{ds}@final-{}", crate::time::name_stamp());
@@ -208,7 +205,7 @@ impl Service {
         self.zfs.snapshot(&snap)?;
         if let Ok(Some(size)) = self
             .zfs
-            .get_property(ds, "referenced")
+            .get_property(ds.as_str(), "referenced")
             .map(|v| v.and_then(|s| s.parse::<u64>().ok()))
         {
             ctx.set_total(size);
@@ -275,7 +272,7 @@ impl Service {
             Ok(())
         })?;
         tracing::info!(image = %uuid, dataset = %ds, size = d.size, "image created from dataset");
-        Ok(json!({"image_uuid": uuid, "dataset": ds, "snapshot": snap, "size": d.size}))
+        Ok(json!({"image_uuid": uuid, "dataset": ds.as_str(), "snapshot": snap, "size": d.size}))
     }
 
     /// Starts exporting an image to `DIR/NAME-VERSION.imgmanifest` and
@@ -295,8 +292,8 @@ impl Service {
         }
         let name = format!(
             "{}-{}",
-            rec.str_field("name").unwrap_or("image"),
-            rec.str_field("version").unwrap_or("0")
+            rec.name().unwrap_or("image"),
+            rec.version().unwrap_or("0")
         )
         .replace(['/', ' '], "_");
         let file = rec.file();
@@ -361,8 +358,8 @@ impl Service {
             }
         }
         let uuid = m
-            .get("uuid")
-            .and_then(|v| v.as_str())
+            .as_object()
+            .and_then(manifest::uuid_of)
             .ok_or_else(|| Error::param("manifest", "has no uuid"))?
             .to_string();
         super::images::check_uuid(&uuid).map_err(|_| {

@@ -203,23 +203,30 @@ impl ListFilter {
 
     /// [`ListFilter::matches`] on the fields the store keeps parsed.
     pub fn matches_fields(&self, f: &Fields) -> bool {
-        let s = |k: &str| f.str_field(k);
-        self.name.as_ref().is_none_or(|m| m.matches(s("name")))
+        self.name
+            .as_ref()
+            .is_none_or(|m| m.matches(f.name.as_deref()))
             && self
                 .version
                 .as_ref()
-                .is_none_or(|m| m.matches(s("version")))
-            && self.os.as_ref().is_none_or(|m| m.matches(s("os")))
-            && self.type_.as_ref().is_none_or(|m| m.matches(s("type")))
+                .is_none_or(|m| m.matches(f.version.as_deref()))
+            && self.os.as_ref().is_none_or(|m| m.matches(f.os.as_deref()))
+            && self
+                .type_
+                .as_ref()
+                .is_none_or(|m| m.matches(f.type_.as_deref()))
             && self
                 .state
                 .as_deref()
-                .is_none_or(|st| s("state") == Some(st))
-            && self.owner.as_deref().is_none_or(|o| s("owner") == Some(o))
+                .is_none_or(|st| f.state.as_deref() == Some(st))
+            && self
+                .owner
+                .as_deref()
+                .is_none_or(|o| f.owner.as_deref() == Some(o))
             && self
                 .origin
                 .as_deref()
-                .is_none_or(|o| s("origin") == Some(o))
+                .is_none_or(|o| f.origin.as_deref() == Some(o))
             && self.public.is_none_or(|p| f.public == Some(p))
             && self
                 .fit
@@ -430,7 +437,7 @@ mod tests {
                 .apply(all.clone())
                 .unwrap()
                 .iter()
-                .map(|r| r.str_field("name").unwrap().to_string())
+                .map(|r| r.name().unwrap().to_string())
                 .collect()
         };
         assert_eq!(run(""), ["base-64", "minimal"]);
@@ -484,7 +491,7 @@ mod tests {
                 .apply(recs.clone())
                 .unwrap()
                 .iter()
-                .map(|r| r.str_field("name").unwrap().to_string())
+                .map(|r| r.name().unwrap().to_string())
                 .collect()
         };
         assert_eq!(run("sort=published_at.desc"), ["d", "c", "b", "a"]);

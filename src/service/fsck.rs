@@ -43,7 +43,7 @@
 //! the daemon does at start, which already reconciles sled, cleans temp
 //! files and marks interrupted tasks, then repairs the rest.
 
-use super::install::Undo;
+use super::journal::{self, Undo};
 use super::Service;
 use crate::config::Config;
 use crate::error::{Error, Result, StartError};
@@ -250,26 +250,6 @@ fn data_dir_leftovers(data_dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     (temps, broken)
 }
 
-/// Parses journal entries (`TASK/SEQ` -> undo step) by task.
-fn journal_by_task(raw: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, Vec<Undo>> {
-    let mut out: BTreeMap<String, Vec<Undo>> = BTreeMap::new();
-    for (k, v) in raw {
-        let key = String::from_utf8_lossy(k);
-        let task = key.split('/').next().unwrap_or_default().to_string();
-        if let Ok(undo) = serde_json::from_slice::<Undo>(v) {
-            out.entry(task).or_default().push(undo);
-        }
-    }
-    out
-}
-
-fn undo_dataset(u: &Undo) -> &str {
-    match u {
-        Undo::Destroy { name } => name,
-        Undo::Rename { from, .. } => from,
-    }
-}
-
 /// Compares a snapshot and checks the blobs it names.
 fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
     let mut r = Report {
@@ -349,7 +329,7 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
                         false,
                     ));
                 }
-                if let Some(origin) = rec.str_field("origin") {
+                if let Some(origin) = rec.origin() {
                     if !good.contains_key(origin) {
                         f.push(finding(
                             "OriginMissing",
@@ -574,7 +554,7 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
         ));
     }
     for (task, steps) in &s.pending_undo {
-        let names: Vec<&str> = steps.iter().map(undo_dataset).collect();
+        let names: Vec<&str> = steps.iter().map(Undo::dataset).collect();
         let (severity, when) = if s.recovering {
             (Severity::Notice, "start-up recovery is running them")
         } else {
@@ -605,17 +585,11 @@ impl Service {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        let raw: Vec<(Vec<u8>, Vec<u8>)> = self
-            .journal
-            .iter()
-            .filter_map(|r| r.ok())
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        let mut pending_undo = journal_by_task(&raw);
+        let mut pending_undo = self.journal_pending();
         let mut running_datasets = BTreeSet::new();
         pending_undo.retain(|task, steps| {
             if running.contains(task) {
-                running_datasets.extend(steps.iter().map(|u| undo_dataset(u).to_string()));
+                running_datasets.extend(steps.iter().map(|u| u.dataset().to_string()));
                 false
             } else {
                 true
@@ -702,7 +676,7 @@ impl Service {
         pools.insert(self.config().default_pool.clone());
         for steps in snap.pending_undo.values() {
             for u in steps {
-                if let Some(pool) = undo_dataset(u).split('/').next() {
+                if let Some(pool) = u.dataset().split('/').next() {
                     pools.insert(pool.to_string());
                 }
             }
@@ -720,7 +694,7 @@ impl Service {
             }
             for ds in self
                 .zfs
-                .list_datasets(pool.as_str(), Some(1))
+                .list_datasets(&pool.root(), Some(1))
                 .unwrap_or_default()
             {
                 let Some(rest) = ds.name.strip_prefix(&format!("{pool}/")) else {
@@ -900,11 +874,11 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
         Ok(t) => {
             let stale: Vec<(String, String)> = t[1]
                 .iter()
-                .filter_map(|(_, v)| serde_json::from_slice::<crate::tasks::Task>(v).ok())
+                .filter_map(|(_, v)| crate::store::tasks::decode(v))
                 .filter(|t| !t.status.is_finished())
                 .map(|t| (t.id, t.kind))
                 .collect();
-            (Ok(meta::parse_index(&t[0])), stale, journal_by_task(&t[2]))
+            (Ok(meta::parse_index(&t[0])), stale, journal::by_task(&t[2]))
         }
         Err(e) => (Err(e), Vec::new(), BTreeMap::new()),
     };
@@ -931,7 +905,7 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
         pools.insert(config.default_pool.clone());
         for steps in snap.pending_undo.values() {
             for u in steps {
-                if let Some(p) = undo_dataset(u).split('/').next() {
+                if let Some(p) = u.dataset().split('/').next() {
                     pools.insert(p.to_string());
                 }
             }
@@ -943,10 +917,7 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
             if !zfs.pool_exists(&pool).unwrap_or(false) {
                 continue;
             }
-            for ds in zfs
-                .list_datasets(pool.as_str(), Some(1))
-                .unwrap_or_default()
-            {
+            for ds in zfs.list_datasets(&pool.root(), Some(1)).unwrap_or_default() {
                 let is_partial = ds
                     .name
                     .strip_prefix(&format!("{pool}/"))

@@ -55,10 +55,7 @@ pub fn check_uuid(uuid: &str) -> Result<()> {
 
 fn calc_state(rec: &mut ImageRecord) {
     let m = &mut rec.manifest;
-    if matches!(
-        m.get("state").and_then(|s| s.as_str()),
-        Some("creating" | "failed")
-    ) {
+    if matches!(manifest::state_of(m), Some("creating" | "failed")) {
         return;
     }
     let disabled = m.get("disabled").and_then(|v| v.as_bool()).unwrap_or(false);
@@ -112,7 +109,7 @@ impl Service {
     /// an origin that is stored but not activated earlier, when it plans
     /// the chain.)
     pub(super) fn check_origin(&self, m: &Manifest) -> Result<()> {
-        if let Some(origin) = m.get("origin").and_then(|v| v.as_str()) {
+        if let Some(origin) = manifest::origin_of(m) {
             if !self.meta.contains(origin) {
                 return Err(Error::OriginDoesNotExist(origin.to_string()));
             }
@@ -153,7 +150,7 @@ impl Service {
         check_uuid(&uuid)?;
         self.mutate(move |svc| {
             if let Some(old) = svc.meta.get(&uuid) {
-                if !matches!(old.str_field("state"), Some("creating" | "failed")) {
+                if !matches!(old.state(), Some("creating" | "failed")) {
                     return Err(Error::ImageUuidAlreadyExists(uuid));
                 }
             }

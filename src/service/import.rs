@@ -259,7 +259,7 @@ impl Service {
         loop {
             ctx.check().map_err(ChainError::Fatal)?;
             let cur = chain.last().expect("chain starts with the leaf");
-            let Some(origin) = cur.str_field("origin").map(str::to_string) else {
+            let Some(origin) = cur.origin().map(str::to_string) else {
                 break;
             };
             if check_uuid(&origin).is_err() {

@@ -1,6 +1,4 @@
-//! Installing images into a pool, listing and uninstalling them, and the
-//! cleanup journal that makes every ZFS side effect of a task undoable
-//! after a crash.
+//! Installing images into a pool, listing and uninstalling them.
 //!
 //! Install follows imgadm (imgadm.md section 2): the blob streams through
 //! its decompressor into `zfs receive POOL/UUID-partial`; the received
@@ -12,11 +10,10 @@
 //! the store, base first, each incremental stream received on top of its
 //! origin's `@final` (zfs finds the origin snapshot by guid).
 //!
-//! The journal: before a task creates anything in ZFS it records how to
-//! undo it (sled tree `journal`, flushed). On success the entry is dropped;
-//! on failure the undo runs at once; after a crash it runs at the next
-//! start. `-partial` datasets can therefore never survive a restart.
+//! Every dataset install creates is first recorded in the undo journal
+//! ([`super::journal`]), so `-partial` datasets never survive a restart.
 
+use super::journal::Undo;
 use super::pipe::{self, ChannelReader, CopyError};
 use super::Service;
 use crate::codec;
@@ -24,133 +21,16 @@ use crate::error::{Error, Result};
 use crate::store::cas::Hasher;
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
-use crate::zfs::{PoolName, ReceiveOpts, ZfsError};
-use serde::{Deserialize, Serialize};
+use crate::zfs::{DatasetName, PoolName, ReceiveOpts, ZfsError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// One undo step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Undo {
-    /// `zfs destroy -r NAME` if it exists.
-    Destroy { name: String },
-    /// `zfs rename FROM TO` if FROM exists (puts a moved-aside snapshot back).
-    Rename { from: String, to: String },
-}
-
 impl Service {
-    /// Records an undo step for `task` (durably, before the side effect).
-    pub fn journal_push(&self, task: &str, undo: Undo) -> Result<()> {
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        let key = format!("{task}/{nanos:020}-{seq:010}");
-        let v = serde_json::to_vec(&undo).map_err(|e| Error::internal("journal", e))?;
-        self.journal.insert(key.as_bytes(), v)?;
-        self.journal.flush()?;
-        Ok(())
-    }
-
-    /// Forgets a task's undo steps (its work is committed).
-    pub fn journal_clear(&self, task: &str) -> Result<()> {
-        for k in self
-            .journal
-            .scan_prefix(format!("{task}/").as_bytes())
-            .keys()
-        {
-            self.journal.remove(k?)?;
-        }
-        self.journal.flush()?;
-        Ok(())
-    }
-
-    /// Runs a task's undo steps, newest first, then forgets them. Failures
-    /// are logged and the step is kept for the next start.
-    pub fn journal_undo(&self, task: &str) {
-        let entries: Vec<_> = self
-            .journal
-            .scan_prefix(format!("{task}/").as_bytes())
-            .filter_map(|r| r.ok())
-            .collect();
-        for (k, v) in entries.into_iter().rev() {
-            let Ok(undo) = serde_json::from_slice::<Undo>(&v) else {
-                let _ = self.journal.remove(k);
-                continue;
-            };
-            match self.apply_undo(&undo) {
-                Ok(()) => {
-                    tracing::info!(task, ?undo, "undid partial ZFS state");
-                    let _ = self.journal.remove(k);
-                }
-                Err(e) => {
-                    tracing::error!(task, ?undo, error = %e, "could not undo partial ZFS state; will retry at next start")
-                }
-            }
-        }
-        let _ = self.journal.flush();
-    }
-
-    fn apply_undo(&self, undo: &Undo) -> Result<()> {
-        match undo {
-            Undo::Destroy { name } => {
-                if self.zfs.exists(name)? {
-                    self.zfs.destroy(name, true)?;
-                }
-            }
-            Undo::Rename { from, to } => {
-                if self.zfs.exists(from)? && !self.zfs.exists(to)? {
-                    self.zfs.rename(from, to)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// At start: undo what interrupted tasks left in ZFS. Runs on the
-    /// blocking pool after the socket is up; a node without ZFS keeps its
-    /// journal for a start where ZFS is there.
-    pub fn recover_journal(&self) {
-        self.recover_journal_steps();
-        self.recovering
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn recover_journal_steps(&self) {
-        let tasks: std::collections::BTreeSet<String> = self
-            .journal
-            .iter()
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter_map(|k| {
-                String::from_utf8_lossy(&k)
-                    .split('/')
-                    .next()
-                    .map(str::to_string)
-            })
-            .collect();
-        if tasks.is_empty() {
-            return;
-        }
-        if let Err(e) = self.zfs.available() {
-            tracing::warn!(error = %e, pending = tasks.len(), "ZFS unavailable: partial datasets of interrupted tasks are cleaned up at a later start");
-            return;
-        }
-        for t in tasks {
-            self.journal_undo(&t);
-        }
-    }
-
     /// The origin chain of an image from the store, base first, ending with
     /// the image itself.
     pub fn ancestry(&self, uuid: &str) -> Result<Vec<Arc<ImageRecord>>> {
         let mut chain = vec![self.get_image(uuid)?];
-        while let Some(origin) = chain
-            .last()
-            .unwrap()
-            .str_field("origin")
-            .map(str::to_string)
-        {
+        while let Some(origin) = chain.last().unwrap().origin().map(str::to_string) {
             if chain.len() > 100 {
                 return Err(Error::param(
                     "origin",
@@ -259,13 +139,13 @@ impl Service {
     fn install_one(&self, ctx: &TaskCtx, rec: &ImageRecord, pool: &PoolName) -> Result<()> {
         let uuid = rec.uuid();
         let target = format!("{pool}/{uuid}");
-        let partial = format!("{target}-partial");
+        let partial = DatasetName::new(&format!("{target}-partial"))?;
         if self.zfs.exists(&target)? {
             return Err(ZfsError::DatasetExists { name: target }.into());
         }
-        if self.zfs.exists(&partial)? {
+        if self.zfs.exists(partial.as_str())? {
             tracing::warn!(dataset = %partial, "destroying a leftover partial dataset");
-            self.zfs.destroy(&partial, true)?;
+            self.zfs.destroy(partial.as_str(), true)?;
         }
         let (compression, want_sha1) =
             rec.file().map_or(("none".to_string(), String::new()), |f| {
@@ -282,11 +162,11 @@ impl Service {
         self.journal_push(
             ctx.id(),
             Undo::Destroy {
-                name: partial.clone(),
+                name: partial.to_string(),
             },
         )?;
         let mut child = self.zfs.receive(
-            &partial,
+            partial.as_str(),
             ReceiveOpts {
                 no_mount: true,
                 ..Default::default()
@@ -373,7 +253,7 @@ impl Service {
         if snaps[0].name != final_snap {
             self.zfs.rename(&snaps[0].name, &final_snap)?;
         }
-        self.zfs.rename(&partial, &target)?;
+        self.zfs.rename(partial.as_str(), &target)?;
         // Vacuum's clock of when the image was last used (best effort).
         let now = chrono::Utc::now().timestamp().max(0).to_string();
         if let Err(e) = self
@@ -393,7 +273,7 @@ impl Service {
         let pool = self.pool_name(Some(pool))?;
         self.require_pool(&pool)?;
         let mut out = Vec::new();
-        for ds in self.zfs.list_datasets(pool.as_str(), Some(1))? {
+        for ds in self.zfs.list_datasets(&pool.root(), Some(1))? {
             let Some(uuid) = ds.name.strip_prefix(&format!("{pool}/")) else {
                 continue;
             };

@@ -17,6 +17,7 @@ pub mod fsck;
 pub mod images;
 pub mod import;
 pub mod install;
+pub mod journal;
 pub mod packages;
 pub mod patch;
 pub mod pipe;
@@ -52,7 +53,7 @@ pub struct Service {
     tasks: Arc<Tasks>,
     /// Remote sources, their HTTP client and in-flight downloads.
     sources: Sources,
-    /// Undo steps of running tasks (see `install.rs`).
+    /// Undo steps of running tasks (see `journal.rs`).
     journal: sled::Tree,
     packages: PackageStore,
     config: RwLock<Arc<Config>>,

@@ -284,7 +284,7 @@ impl Service {
         };
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let max_age = days.saturating_mul(86_400);
-        for ds in self.zfs.list_datasets(pool.as_str(), Some(1))? {
+        for ds in self.zfs.list_datasets(&pool.root(), Some(1))? {
             let Some(uuid) = ds.name.strip_prefix(&format!("{pool}/")) else {
                 continue;
             };

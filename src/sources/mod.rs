@@ -27,7 +27,7 @@ pub mod imgapi;
 
 use crate::config::{ConfigError, SourceTarget};
 pub use crate::config::{SourceConfig, SourceKind};
-use crate::manifest::{Manifest, UncheckedFile};
+use crate::manifest::{self, Manifest, UncheckedFile};
 use client::{Delivery, FetchError, Http};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -118,7 +118,12 @@ pub struct RemoteImage {
 
 impl RemoteImage {
     pub fn uuid(&self) -> &str {
-        self.str_field("uuid").unwrap_or_default()
+        manifest::uuid_of(&self.manifest).unwrap_or_default()
+    }
+
+    /// `origin`, when set (see [`manifest::origin_of`]).
+    pub fn origin(&self) -> Option<&str> {
+        manifest::origin_of(&self.manifest)
     }
 
     pub fn str_field(&self, name: &str) -> Option<&str> {
@@ -156,7 +161,7 @@ fn remote_image(
     file: impl FnOnce(&Manifest, &str) -> Option<FileLoc>,
 ) -> Option<RemoteImage> {
     let raw = raw.as_object()?;
-    let uuid = raw.get("uuid")?.as_str()?.to_string();
+    let uuid = manifest::uuid_of(raw)?.to_string();
     let file = if UncheckedFile::of(raw).is_some() {
         file(raw, &uuid)
     } else {

@@ -26,9 +26,9 @@ use std::time::Duration;
 pub mod tree {
     /// Image records, by uuid (store::meta).
     pub const IMAGES: &str = "images";
-    /// Tasks, by id (crate::tasks).
+    /// Tasks, by id (store::tasks).
     pub const TASKS: &str = "tasks";
-    /// Undo steps of running tasks, `TASK/SEQ` (service::install).
+    /// Undo steps of running tasks, `TASK/SEQ` (service::journal).
     pub const JOURNAL: &str = "journal";
     /// The source list, one key (crate::sources).
     pub const SOURCES: &str = "sources";

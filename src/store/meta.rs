@@ -43,7 +43,7 @@
 //! Writes are blocking: callers run them on the blocking pool.
 
 use super::{layout, records};
-use crate::manifest::{FileEntry, Manifest};
+use crate::manifest::{self, FileEntry, Manifest};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -68,10 +68,27 @@ pub struct ImageRecord {
 
 impl ImageRecord {
     pub fn uuid(&self) -> &str {
-        self.manifest
-            .get("uuid")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
+        manifest::uuid_of(&self.manifest).unwrap_or_default()
+    }
+
+    /// `origin`, when set (see [`manifest::origin_of`]).
+    pub fn origin(&self) -> Option<&str> {
+        manifest::origin_of(&self.manifest)
+    }
+
+    /// `state`, when it is a string.
+    pub fn state(&self) -> Option<&str> {
+        manifest::state_of(&self.manifest)
+    }
+
+    /// `name`, when it is a string.
+    pub fn name(&self) -> Option<&str> {
+        manifest::name_of(&self.manifest)
+    }
+
+    /// `version`, when it is a string.
+    pub fn version(&self) -> Option<&str> {
+        manifest::version_of(&self.manifest)
     }
 
     pub fn str_field(&self, name: &str) -> Option<&str> {
@@ -213,35 +230,19 @@ impl Fields {
     pub fn of(m: &Manifest) -> Fields {
         let s = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
         Fields {
-            uuid: s("uuid").unwrap_or_default(),
-            name: s("name"),
-            version: s("version"),
+            uuid: manifest::uuid_of(m).unwrap_or_default().to_string(),
+            name: manifest::name_of(m).map(str::to_string),
+            version: manifest::version_of(m).map(str::to_string),
             os: s("os"),
             type_: s("type"),
-            state: s("state"),
+            state: manifest::state_of(m).map(str::to_string),
             owner: s("owner"),
-            origin: s("origin"),
+            origin: manifest::origin_of(m).map(str::to_string),
             published_at: s("published_at"),
             public: m.get("public").and_then(|v| v.as_bool()),
             tags: m.get("tags").and_then(|v| v.as_object()).cloned(),
             requirements: Requirements::of(m),
             blob_sha256: FileEntry::sha256_of(m).map(str::to_string),
-        }
-    }
-
-    /// A string field by its manifest name.
-    pub fn str_field(&self, name: &str) -> Option<&str> {
-        match name {
-            "uuid" => Some(&self.uuid),
-            "name" => self.name.as_deref(),
-            "version" => self.version.as_deref(),
-            "os" => self.os.as_deref(),
-            "type" => self.type_.as_deref(),
-            "state" => self.state.as_deref(),
-            "owner" => self.owner.as_deref(),
-            "origin" => self.origin.as_deref(),
-            "published_at" => self.published_at.as_deref(),
-            _ => None,
         }
     }
 
@@ -1046,7 +1047,7 @@ mod tests {
             m.delete(U2).unwrap();
         }
         let m = Meta::open(dir.path()).unwrap();
-        assert_eq!(m.get(U1).unwrap().str_field("name"), Some("a"));
+        assert_eq!(m.get(U1).unwrap().name(), Some("a"));
         assert!(m.get(U2).is_none());
     }
 
@@ -1061,7 +1062,7 @@ mod tests {
         fs::remove_dir_all(dir.path().join("db")).unwrap();
         let m = Meta::open(dir.path()).unwrap();
         assert_eq!(m.len(), 2);
-        assert_eq!(m.get(U2).unwrap().str_field("name"), Some("b"));
+        assert_eq!(m.get(U2).unwrap().name(), Some("b"));
     }
 
     #[test]
@@ -1079,7 +1080,7 @@ mod tests {
             }
         }
         let m = Meta::open(dir.path()).unwrap();
-        assert_eq!(m.get(U1).unwrap().str_field("name"), Some("a"));
+        assert_eq!(m.get(U1).unwrap().name(), Some("a"));
     }
 
     #[test]
@@ -1093,7 +1094,7 @@ mod tests {
         fs::write(&p, b"{not json").unwrap();
         {
             let m = Meta::open(dir.path()).unwrap();
-            assert_eq!(m.get(U1).unwrap().str_field("name"), Some("a"));
+            assert_eq!(m.get(U1).unwrap().name(), Some("a"));
         }
         assert!(serde_json::from_slice::<ImageRecord>(&fs::read(&p).unwrap()).is_ok());
         // Without a good sled copy the daemon still opens, without the image.
@@ -1146,8 +1147,8 @@ mod tests {
         fs::write(dir.path().join(format!("manifests/{U2}.json")), r2).unwrap();
         let m = Meta::open(dir.path()).unwrap();
         assert!(!marker.exists(), "open removes the marker");
-        assert_eq!(m.get(U1).unwrap().str_field("name"), Some("a"));
-        assert_eq!(m.get(U2).unwrap().str_field("name"), Some("b"));
+        assert_eq!(m.get(U1).unwrap().name(), Some("a"));
+        assert_eq!(m.get(U2).unwrap().name(), Some("b"));
         m.mark_clean().unwrap();
         m.delete(U2).unwrap();
         assert!(!marker.exists(), "a change removes the marker first");
@@ -1192,11 +1193,11 @@ mod tests {
         fs::remove_dir_all(dir.path().join("db")).unwrap();
         copy_db(&saved, &dir.path().join("db"));
         let m = Meta::open(dir.path()).unwrap();
-        assert_eq!(m.get(U1).unwrap().str_field("name"), Some("new"));
-        assert_eq!(m.get(U2).unwrap().str_field("name"), Some("kept"));
+        assert_eq!(m.get(U1).unwrap().name(), Some("new"));
+        assert_eq!(m.get(U2).unwrap().name(), Some("kept"));
         let index = m.index_entries().unwrap();
         assert_eq!(
-            index[0].1.as_ref().unwrap().str_field("name"),
+            index[0].1.as_ref().unwrap().name(),
             Some("new"),
             "sled is repaired from the records"
         );
@@ -1209,7 +1210,7 @@ mod tests {
         copy_db(&saved, &dir.path().join("db"));
         let m = Meta::open(dir.path()).unwrap();
         assert!(!marker.exists());
-        assert_eq!(m.get(U1).unwrap().str_field("name"), Some("new"));
+        assert_eq!(m.get(U1).unwrap().name(), Some("new"));
         drop(m);
         fs::remove_dir_all(dir.path().join("db")).unwrap();
         copy_db(&saved, &dir.path().join("db"));
@@ -1217,7 +1218,7 @@ mod tests {
         let m = Meta::open(dir.path()).unwrap();
         assert!(!marker.exists());
         assert_eq!(m.len(), 2);
-        assert_eq!(m.get(U1).unwrap().str_field("name"), Some("new"));
+        assert_eq!(m.get(U1).unwrap().name(), Some("new"));
     }
 
     /// After a clean stop the start trusts sled and does not read the
@@ -1234,12 +1235,9 @@ mod tests {
         let r = serde_json::to_vec(&rec(U1, "changed by hand")).unwrap();
         fs::write(dir.path().join(format!("manifests/{U1}.json")), r).unwrap();
         let m = Meta::open(dir.path()).unwrap();
-        assert_eq!(m.get(U1).unwrap().str_field("name"), Some("a"));
+        assert_eq!(m.get(U1).unwrap().name(), Some("a"));
         assert_eq!(m.reindex().unwrap(), 1);
-        assert_eq!(
-            m.get(U1).unwrap().str_field("name"),
-            Some("changed by hand")
-        );
+        assert_eq!(m.get(U1).unwrap().name(), Some("changed by hand"));
     }
 
     #[test]

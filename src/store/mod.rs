@@ -7,3 +7,4 @@ pub mod layout;
 pub mod meta;
 pub mod packages;
 pub mod records;
+pub mod tasks;

@@ -371,11 +371,14 @@ impl Zfs {
     /// # Errors
     ///
     /// [`ZfsError::DatasetNotFound`] / [`ZfsError::PoolNotFound`] if `parent`
-    /// is missing, [`ZfsError::InvalidName`], [`ZfsError::NotAvailable`],
+    /// is missing, [`ZfsError::NotAvailable`],
     /// [`ZfsError::CommandFailed`] (also for output that cannot be parsed).
-    pub fn list_datasets(&self, parent: &str, depth: Option<u32>) -> Result<Vec<DatasetInfo>> {
-        let parent = DatasetName::new(parent)?;
-        let rows = self.list_info(&parent, depth, "filesystem,volume")?;
+    pub fn list_datasets(
+        &self,
+        parent: &DatasetName,
+        depth: Option<u32>,
+    ) -> Result<Vec<DatasetInfo>> {
+        let rows = self.list_info(parent, depth, "filesystem,volume")?;
         Ok(rows
             .into_iter()
             .filter(|r| matches!(r.kind, DatasetType::Filesystem | DatasetType::Volume))
@@ -388,10 +391,9 @@ impl Zfs {
     /// # Errors
     ///
     /// As [`Zfs::list_datasets`].
-    pub fn list_snapshots(&self, dataset: &str) -> Result<Vec<DatasetInfo>> {
-        let dataset = DatasetName::new(dataset)?;
+    pub fn list_snapshots(&self, dataset: &DatasetName) -> Result<Vec<DatasetInfo>> {
         let prefix = format!("{dataset}@");
-        let rows = self.list_info(&dataset, Some(1), "snapshot")?;
+        let rows = self.list_info(dataset, Some(1), "snapshot")?;
         Ok(rows
             .into_iter()
             .filter(|r| r.kind == DatasetType::Snapshot && r.name.starts_with(&prefix))
@@ -489,11 +491,11 @@ impl Zfs {
     ///
     /// # Errors
     ///
-    /// [`ZfsError::InvalidName`], [`ZfsError::DatasetExists`],
+    /// [`ZfsError::InvalidName`] (a pool's root), [`ZfsError::DatasetExists`],
     /// [`ZfsError::PoolNotFound`], [`ZfsError::DatasetNotFound`] (parent),
     /// [`ZfsError::CommandFailed`].
-    pub fn create_filesystem(&self, name: &str) -> Result<()> {
-        let dataset = DatasetName::new(name)?;
+    pub fn create_filesystem(&self, dataset: &DatasetName) -> Result<()> {
+        let name = dataset.as_str();
         if dataset.parent().is_none() {
             return Err(invalid(name, "a filesystem to create needs a parent"));
         }
@@ -507,11 +509,10 @@ impl Zfs {
     ///
     /// # Errors
     ///
-    /// [`ZfsError::InvalidName`], [`ZfsError::DatasetNotFound`] (snapshot),
+    /// [`ZfsError::InvalidName`] (snapshot), [`ZfsError::DatasetNotFound`] (snapshot),
     /// [`ZfsError::DatasetExists`] (target), [`ZfsError::CommandFailed`].
-    pub fn clone_snapshot(&self, snapshot: &str, target: &str) -> Result<()> {
+    pub fn clone_snapshot(&self, snapshot: &str, target: &DatasetName) -> Result<()> {
         validate_snapshot_name(snapshot)?;
-        let target = DatasetName::new(target)?;
         self.runner
             .run(Bin::Zfs, &["clone", snapshot, target.as_str()], snapshot)?;
         Ok(())
@@ -633,9 +634,9 @@ impl Zfs {
                 name: snapshot.to_string(),
             });
         }
-        let pool = pool_of(snapshot);
+        let pool = DatasetName::new(pool_of(snapshot))?;
         Ok(self
-            .list_datasets(pool, None)?
+            .list_datasets(&pool, None)?
             .into_iter()
             .filter(|d| d.origin.as_deref() == Some(snapshot))
             .map(|d| d.name)
@@ -670,11 +671,10 @@ impl Zfs {
     ///
     /// # Errors
     ///
-    /// [`ZfsError::InvalidName`], [`ZfsError::DatasetNotFound`],
+    /// [`ZfsError::DatasetNotFound`],
     /// [`ZfsError::CommandFailed`] (also when there is no partial state, or
     /// the ZFS has no resumable receive).
-    pub fn abort_resumable_receive(&self, target: &str) -> Result<()> {
-        let target = DatasetName::new(target)?;
+    pub fn abort_resumable_receive(&self, target: &DatasetName) -> Result<()> {
         let target = target.as_str();
         self.runner
             .run(Bin::Zfs, &["receive", "-A", target], target)?;
@@ -692,10 +692,9 @@ impl Zfs {
     ///
     /// # Errors
     ///
-    /// [`ZfsError::InvalidName`], [`ZfsError::DatasetNotFound`],
+    /// [`ZfsError::DatasetNotFound`],
     /// [`ZfsError::PoolNotFound`], [`ZfsError::CommandFailed`].
-    pub fn resume_token(&self, dataset: &str) -> Result<Option<String>> {
-        let dataset = DatasetName::new(dataset)?;
+    pub fn resume_token(&self, dataset: &DatasetName) -> Result<Option<String>> {
         let dataset = dataset.as_str();
         match self.get_property(dataset, "receive_resume_token") {
             Ok(token) => Ok(token.filter(|t| !t.is_empty())),
@@ -852,6 +851,10 @@ mod tests {
     use names::MAX_RESUME_TOKEN_LEN;
     use std::io::{self, Read};
 
+    fn ds(name: &str) -> DatasetName {
+        DatasetName::new(name).unwrap()
+    }
+
     fn pool(name: &str) -> PoolName {
         PoolName::new(name).unwrap()
     }
@@ -952,7 +955,7 @@ esac
     #[test]
     fn list_datasets_uses_list_p_when_available() {
         let fake = Fake::new(r#"cat "$F/list-p.out""#).with(ALL);
-        let rows = fake.zfs.list_datasets("tank", None).unwrap();
+        let rows = fake.zfs.list_datasets(&ds("tank"), None).unwrap();
         assert_eq!(
             fake.log(),
             ["zfs list -H -p -o name,type,origin,used,referenced,creation -t filesystem,volume -r tank"]
@@ -971,7 +974,7 @@ esac
         );
         assert_eq!(rows[0].origin, None);
         assert_eq!(rows[3].kind, DatasetType::Volume);
-        fake.zfs.list_datasets("tank/img", Some(1)).unwrap();
+        fake.zfs.list_datasets(&ds("tank/img"), Some(1)).unwrap();
         assert_eq!(
             fake.log()[1],
             "zfs list -H -p -o name,type,origin,used,referenced,creation -t filesystem,volume -d 1 tank/img"
@@ -984,7 +987,7 @@ esac
     #[test]
     fn list_falls_back_to_zfs_get_without_list_p() {
         let fake = Fake::new(GET_OUTPUT).with(ZFS_FUSE);
-        let rows = fake.zfs.list_datasets("zdrv1", None).unwrap();
+        let rows = fake.zfs.list_datasets(&ds("zdrv1"), None).unwrap();
         assert_eq!(
             fake.log(),
             ["zfs get -H -p -o name,property,value -r type,origin,used,referenced,creation zdrv1"]
@@ -994,7 +997,7 @@ esac
         assert_eq!(rows[2].origin.as_deref(), Some("zdrv1/a@s2"));
         assert_eq!(rows[1].used, 204_800);
 
-        let snaps = fake.zfs.list_snapshots("zdrv1/a").unwrap();
+        let snaps = fake.zfs.list_snapshots(&ds("zdrv1/a")).unwrap();
         assert_eq!(
             fake.log()[1],
             "zfs get -H -p -o name,property,value -d 1 type,origin,used,referenced,creation zdrv1/a"
@@ -1007,7 +1010,7 @@ esac
     #[test]
     fn list_snapshots_with_list_p() {
         let fake = Fake::new(r#"cat "$F/list-p-snapshot.out""#).with(ALL);
-        let snaps = fake.zfs.list_snapshots("tank/a").unwrap();
+        let snaps = fake.zfs.list_snapshots(&ds("tank/a")).unwrap();
         assert_eq!(
             fake.log(),
             ["zfs list -H -p -o name,type,origin,used,referenced,creation -t snapshot -d 1 tank/a"]
@@ -1019,7 +1022,7 @@ esac
     #[test]
     fn garbage_listing_is_a_command_failure() {
         let fake = Fake::new("echo 'not a listing'").with(ALL);
-        let e = fake.zfs.list_datasets("tank", None).unwrap_err();
+        let e = fake.zfs.list_datasets(&ds("tank"), None).unwrap_err();
         assert_eq!(e.code(), "ZfsCommandFailed");
         assert!(e.to_string().contains("unexpected output"), "{e}");
     }
@@ -1029,15 +1032,15 @@ esac
         let fake = Fake::new(r#"case "$CMD" in "zfs get"*) echo '-' ;; esac"#).with(ALL);
         let z = &fake.zfs;
         z.snapshot("tank/a@final").unwrap();
-        z.create_filesystem("tank/a").unwrap();
-        z.clone_snapshot("tank/a@final", "tank/vm").unwrap();
+        z.create_filesystem(&ds("tank/a")).unwrap();
+        z.clone_snapshot("tank/a@final", &ds("tank/vm")).unwrap();
         z.rename("tank/a-partial", "tank/a").unwrap();
         z.rename("tank/a@s1", "tank/a@final").unwrap();
         z.destroy("tank/a", true).unwrap();
         z.destroy("tank/a@final", false).unwrap();
         assert_eq!(z.get_property("tank/a", "imgadm:ignore").unwrap(), None);
         z.set_property("tank/a", "imgadm:ignore", "true").unwrap();
-        z.abort_resumable_receive("tank/a").unwrap();
+        z.abort_resumable_receive(&ds("tank/a")).unwrap();
         assert!(z.pool_exists(&pool("tank")).unwrap());
         assert_eq!(
             fake.log(),
@@ -1057,7 +1060,7 @@ esac
         );
         assert!(z.rename("tank/a@s1", "tank/b@s1").is_err());
         assert!(z.rename("tank/a@s1", "tank/b").is_err());
-        assert!(z.create_filesystem("tank").is_err());
+        assert!(z.create_filesystem(&ds("tank")).is_err());
         assert_eq!(fake.log().len(), 11);
     }
 
@@ -1107,7 +1110,7 @@ esac"#,
 esac"#,
         )
         .with(ALL);
-        let e = fake.zfs.create_filesystem("tank/a/b").unwrap_err();
+        let e = fake.zfs.create_filesystem(&ds("tank/a/b")).unwrap_err();
         assert!(
             matches!(&e, ZfsError::DatasetNotFound { name } if name == "tank/a"),
             "{e:?}"
@@ -1347,11 +1350,11 @@ esac"#,
         .with(ALL);
         let z = &fake.zfs;
         assert_eq!(
-            z.resume_token("tank/partial").unwrap().as_deref(),
+            z.resume_token(&ds("tank/partial")).unwrap().as_deref(),
             Some(TOKEN)
         );
-        assert_eq!(z.resume_token("tank/done").unwrap(), None);
-        let e = z.resume_token("tank/gone").unwrap_err();
+        assert_eq!(z.resume_token(&ds("tank/done")).unwrap(), None);
+        let e = z.resume_token(&ds("tank/gone")).unwrap_err();
         assert!(
             matches!(&e, ZfsError::DatasetNotFound { name } if name == "tank/gone"),
             "{e:?}"
@@ -1364,7 +1367,7 @@ esac"#,
             ]
         );
         assert!(
-            z.resume_token("tank/a@s").is_err(),
+            DatasetName::new("tank/a@s").is_err(),
             "snapshots have no token"
         );
     }
@@ -1382,8 +1385,8 @@ esac"#,
         )
         .with(ZFS_FUSE);
         let z = &fake.zfs;
-        assert_eq!(z.resume_token("zdrv1/a").unwrap(), None);
-        let e = z.resume_token("zdrv1/gone").unwrap_err();
+        assert_eq!(z.resume_token(&ds("zdrv1/a")).unwrap(), None);
+        let e = z.resume_token(&ds("zdrv1/gone")).unwrap_err();
         assert!(
             matches!(&e, ZfsError::DatasetNotFound { name } if name == "zdrv1/gone"),
             "{e:?}"

@@ -84,6 +84,13 @@ macro_rules! validated_name {
 validated_name!(PoolName, validate_pool_name);
 validated_name!(DatasetName, validate_dataset_name);
 
+impl PoolName {
+    /// The pool's root dataset (a pool name is always a valid dataset name).
+    pub fn root(&self) -> DatasetName {
+        DatasetName(self.0.clone())
+    }
+}
+
 impl DatasetName {
     /// The dataset this one is created in (`pool/a/b` gives `pool/a`);
     /// `None` for a pool's root dataset.

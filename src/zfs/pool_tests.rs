@@ -53,7 +53,7 @@ impl Scratch {
         let zfs = Zfs::default();
         let n = N.fetch_add(1, Ordering::SeqCst);
         let root = format!("{pool}/imgstore-zfs-test-{}-{n}", std::process::id());
-        zfs.create_filesystem(&root)
+        zfs.create_filesystem(&dn(&root))
             .unwrap_or_else(|e| panic!("creating {root} on IMGSTORE_TEST_POOL={pool}: {e}"));
         Some(Scratch { zfs, pool, root })
     }
@@ -66,7 +66,7 @@ impl Scratch {
     /// pseudo-random bytes.
     fn filesystem_with_data(&self, name: &str, len: usize, seed: u64) -> String {
         let ds = self.ds(name);
-        self.zfs.create_filesystem(&ds).unwrap();
+        self.zfs.create_filesystem(&dn(&ds)).unwrap();
         self.write_file(&ds, "data", len, seed);
         ds
     }
@@ -111,7 +111,7 @@ impl Scratch {
 
     fn snapshot_names(&self, ds: &str) -> Vec<String> {
         self.zfs
-            .list_snapshots(ds)
+            .list_snapshots(&dn(ds))
             .unwrap()
             .into_iter()
             .map(|s| s.name)
@@ -165,10 +165,10 @@ fn features_and_pool() {
             .supports_resumable_receive(&PoolName::new(&s.pool).unwrap())
             .unwrap());
     }
-    let roots = s.zfs.list_datasets(&s.pool, Some(0)).unwrap();
+    let roots = s.zfs.list_datasets(&dn(&s.pool), Some(0)).unwrap();
     assert_eq!(roots.len(), 1);
     assert_eq!(roots[0].name, s.pool);
-    let mine = s.zfs.list_datasets(&s.root, None).unwrap();
+    let mine = s.zfs.list_datasets(&dn(&s.root), None).unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].kind, DatasetType::Filesystem);
     assert!(mine[0].creation > 1_500_000_000, "{:?}", mine[0]);
@@ -208,7 +208,7 @@ fn snapshot_send_receive_rename_clone_destroy() {
     assert!(!z.exists(&partial).unwrap());
 
     let names: Vec<String> = z
-        .list_datasets(&s.root, Some(1))
+        .list_datasets(&dn(&s.root), Some(1))
         .unwrap()
         .into_iter()
         .map(|d| d.name)
@@ -218,7 +218,7 @@ fn snapshot_send_receive_rename_clone_destroy() {
     // clone, clones_of, dependent-clone refusal
     let vm = s.ds("vm");
     let final_snap = format!("{img}@final");
-    z.clone_snapshot(&final_snap, &vm).unwrap();
+    z.clone_snapshot(&final_snap, &dn(&vm)).unwrap();
     assert_eq!(
         z.get_property(&vm, "origin").unwrap().as_deref(),
         Some(final_snap.as_str())
@@ -278,7 +278,7 @@ fn errors_from_real_zfs() {
         matches!(&e, ZfsError::DatasetExists { name } if name == &snap),
         "{e:?}"
     );
-    assert_code(z.create_filesystem(&src), "DatasetExists");
+    assert_code(z.create_filesystem(&dn(&src)), "DatasetExists");
 
     let copy = s.ds("copy");
     s.receive(&copy, &full).unwrap();
@@ -315,7 +315,7 @@ fn errors_from_real_zfs() {
         "{e:?}"
     );
     assert_code(z.snapshot("zdrvnosuchpool/x@s"), "PoolNotFound");
-    assert_code(z.create_filesystem("zdrvnosuchpool/x"), "PoolNotFound");
+    assert_code(z.create_filesystem(&dn("zdrvnosuchpool/x")), "PoolNotFound");
 
     let missing = s.ds("missing");
     let e = assert_code(z.get_property(&missing, "used"), "DatasetNotFound");
@@ -326,7 +326,7 @@ fn errors_from_real_zfs() {
     assert_code(z.destroy(&missing, true), "DatasetNotFound");
     assert_code(z.destroy(&format!("{src}@nope"), false), "DatasetNotFound");
     assert_code(z.rename(&missing, &s.ds("x")), "DatasetNotFound");
-    assert_code(z.list_snapshots(&missing), "DatasetNotFound");
+    assert_code(z.list_snapshots(&dn(&missing)), "DatasetNotFound");
     let e = assert_code(
         z.send(&format!("{src}@nope"), None, SendOpts::default())
             .unwrap()
@@ -429,8 +429,8 @@ fn interrupted_resumable_receive_resumes_from_its_token() {
         assert!(!recv.proc_.argv.contains(" -s"), "{}", recv.proc_.argv);
         recv.write_all(&full).unwrap();
         recv.finish().unwrap();
-        assert_eq!(z.resume_token(&target).unwrap(), None);
-        assert_code(z.resume_token(&s.ds("missing")), "DatasetNotFound");
+        assert_eq!(z.resume_token(&dn(&target)).unwrap(), None);
+        assert_code(z.resume_token(&dn(&s.ds("missing"))), "DatasetNotFound");
         let e = assert_code(
             z.send_resume("1-e604ea4bf-e0-789c63a2").unwrap().finish(),
             "ZfsCommandFailed",
@@ -460,7 +460,7 @@ fn interrupted_resumable_receive_resumes_from_its_token() {
     assert_code(recv.finish(), "Cancelled");
     let deadline = Instant::now() + Duration::from_secs(30);
     let token = loop {
-        if let Some(t) = z.resume_token(&target).unwrap() {
+        if let Some(t) = z.resume_token(&dn(&target)).unwrap() {
             break t;
         }
         assert!(
@@ -485,7 +485,7 @@ fn interrupted_resumable_receive_resumes_from_its_token() {
         "resumed stream ({copied} bytes) should be shorter than the full one ({})",
         full.len()
     );
-    assert_eq!(z.resume_token(&target).unwrap(), None);
+    assert_eq!(z.resume_token(&dn(&target)).unwrap(), None);
     assert_eq!(s.snapshot_names(&target), [format!("{target}@final")]);
     z.runner
         .run(Bin::Zfs, &["mount", &target], &target)
@@ -500,7 +500,7 @@ fn interrupted_resumable_receive_resumes_from_its_token() {
     recv.write_all(&full[..full.len() / 2]).unwrap();
     recv.canceller().cancel();
     assert_code(recv.finish(), "Cancelled");
-    z.abort_resumable_receive(&again).unwrap();
+    z.abort_resumable_receive(&dn(&again)).unwrap();
     assert!(
         !z.exists(&again).unwrap(),
         "receive -A destroys a new dataset"
@@ -524,10 +524,14 @@ fn mounted_filesystems_rename_and_destroy() {
         Some("yes")
     );
     for d in ["p", "p/q", "p/q/r"] {
-        z.create_filesystem(&s.ds(d)).unwrap();
+        z.create_filesystem(&dn(&s.ds(d))).unwrap();
     }
     z.snapshot(&s.ds("p/q@s")).unwrap();
     z.destroy(&s.ds("p"), true).unwrap();
     z.destroy(&m2, false).unwrap();
-    assert_eq!(z.list_datasets(&s.root, None).unwrap().len(), 1);
+    assert_eq!(z.list_datasets(&dn(&s.root), None).unwrap().len(), 1);
+}
+
+fn dn(name: &str) -> DatasetName {
+    DatasetName::new(name).unwrap()
 }
