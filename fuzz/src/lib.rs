@@ -114,10 +114,10 @@ pub fn filters(data: &[u8]) {
                     assert!(f.matches(r), "{} does not match {f:?}", r.uuid());
                 }
             }
-            Err(e) => assert_eq!(e.status().as_u16(), 422, "{e}"),
+            Err(e) => assert_eq!(api::error::status(&e).as_u16(), 422, "{e}"),
         },
         Err(e) => {
-            assert_eq!(e.status().as_u16(), 422, "{e}");
+            assert_eq!(api::error::status(&e).as_u16(), 422, "{e}");
             assert_eq!(e.code(), "InvalidParameter");
         }
     }
