@@ -70,9 +70,20 @@ fn upload_chunked(sock: &Path, path: &str, len: u64) -> Resp {
     read_response(&mut BufReader::new(s)).unwrap()
 }
 
+/// A daemon whose data dir is a small tmpfs. Taken down in the order that
+/// leaves nothing behind: the daemon, then the mount, then its temp dir
+/// (fields drop in declaration order, after `drop`).
 struct Env {
-    d: Daemon,
     _mnt: Tmpfs,
+    d: Daemon,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if self.d.running() {
+            self.d.stop();
+        }
+    }
 }
 
 /// Uploads `len` pattern bytes with a Content-Length, tolerating a daemon
@@ -260,8 +271,10 @@ fn create_with_no_room_in_the_pool_or_the_data_dir_fails_with_507() {
     assert_eq!(d.get("/images?state=all").json(), json!([]), "image left");
     assert_eq!(temp_files(&d), 0);
     d.get("/ping").expect(200, None);
-    drop(d);
+    // The pool first: its file is in the daemon's temp dir, which cannot
+    // be removed while the pool is imported and mounted in it.
     drop(small);
+    drop(d);
 
     // A full data dir: the stream does not fit in the store.
     let d = Daemon::new(&[]);

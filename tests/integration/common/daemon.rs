@@ -151,6 +151,11 @@ impl Daemon {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
     }
 
+    /// Whether this handle still has a daemon process (not yet stopped).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGTERM, then waits for the exit and returns its status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon running");

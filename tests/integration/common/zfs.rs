@@ -268,9 +268,20 @@ impl SmallPool {
 
 impl Drop for SmallPool {
     fn drop(&mut self) {
-        let _ = Command::new("zpool")
-            .args(["destroy", "-f", &self.name])
-            .status();
+        // zfs-fuse can answer "busy" just after a daemon that used the
+        // pool has gone; say so if the pool outlives the test.
+        let destroyed = (0..5).any(|i| {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Command::new("zpool")
+                .args(["destroy", "-f", &self.name])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !destroyed {
+            eprintln!("test pool {} was not destroyed", self.name);
+        }
         let _ = std::fs::remove_file(&self.file);
     }
 }
