@@ -41,6 +41,23 @@ pub struct Config {
     /// owns the list (see `sources/mod.rs`).
     pub sources: Vec<SourceConfig>,
     pub peer: PeerConfig,
+    /// IMGAPI channels (`[[channels]]`). Empty: the store has no channels,
+    /// as an IMGAPI configured without them (no `GET /channels`, `?channel=`
+    /// ignored). Otherwise one of them must be the default.
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// One IMGAPI channel (sdc-imgapi `config.channels[]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// `^[a-z][a-z0-9_-]*$`.
+    pub name: String,
+    pub description: String,
+    /// The channel CreateImage and AdminImportImage put images in, and the
+    /// one a request without `?channel=` looks in. Exactly one channel has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 /// One remote image source.
@@ -254,6 +271,7 @@ impl Default for Config {
             zfs: ZfsConfig::default(),
             sources: Vec::new(),
             peer: PeerConfig::default(),
+            channels: Vec::new(),
         }
     }
 }
@@ -426,7 +444,57 @@ impl Config {
         if l.max_tasks == 0 {
             return Err(invalid("limits.max_tasks must be at least 1".into()));
         }
+        self.validate_channels()
+    }
+
+    /// The `[[channels]]` rules of sdc-imgapi's `channelInfoFromConfig`:
+    /// names match `^[a-z][a-z0-9_-]*$`, no name twice, one default.
+    fn validate_channels(&self) -> Result<(), ConfigError> {
+        if self.channels.is_empty() {
+            return Ok(());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.channels.iter().enumerate() {
+            let mut chars = c.name.chars();
+            let ok = chars.next().is_some_and(|f| f.is_ascii_lowercase())
+                && chars.all(|ch| {
+                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-'
+                });
+            if !ok {
+                return Err(invalid(format!(
+                    "channels[{i}].name: {:?} must match ^[a-z][a-z0-9_-]*$",
+                    c.name
+                )));
+            }
+            if !seen.insert(c.name.as_str()) {
+                return Err(invalid(format!(
+                    "channels[{i}].name: {:?} is configured twice",
+                    c.name
+                )));
+            }
+        }
+        let defaults: Vec<&str> = self
+            .channels
+            .iter()
+            .filter(|c| c.default)
+            .map(|c| c.name.as_str())
+            .collect();
+        if defaults.len() != 1 {
+            return Err(invalid(format!(
+                "channels: exactly one channel must have default = true, got {}",
+                if defaults.is_empty() {
+                    "none".to_string()
+                } else {
+                    defaults.join(", ")
+                }
+            )));
+        }
         Ok(())
+    }
+
+    /// The default channel, when channels are configured.
+    pub fn default_channel(&self) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.default)
     }
 
     /// The socket mode as permission bits.
@@ -500,6 +568,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("peer.listen"), "{err}");
+    }
+
+    #[test]
+    fn channels_are_parsed_and_checked() {
+        let c = Config::parse(
+            "[[channels]]\nname = \"dev\"\ndescription = \"d\"\n[[channels]]\nname = \"release\"\ndescription = \"r\"\ndefault = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.channels.len(), 2);
+        assert_eq!(c.default_channel().unwrap().name, "release");
+        for (text, needle) in [
+            ("[[channels]]\nname = \"Dev\"\ndescription = \"\"\ndefault = true\n", "channels[0].name"),
+            ("[[channels]]\nname = \"dev\"\ndescription = \"\"\n", "none"),
+            ("[[channels]]\nname = \"a\"\ndescription = \"\"\ndefault = true\n[[channels]]\nname = \"b\"\ndescription = \"\"\ndefault = true\n", "a, b"),
+            ("[[channels]]\nname = \"a\"\ndescription = \"\"\ndefault = true\n[[channels]]\nname = \"a\"\ndescription = \"\"\n", "twice"),
+            ("[[channels]]\nname = \"a\"\n", "description"),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

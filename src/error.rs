@@ -68,6 +68,14 @@ pub enum Error {
     },
     #[error("origin image {0} does not exist")]
     OriginDoesNotExist(String),
+    /// `?account=` names an account that does not own the image it would
+    /// change (sdc-imgapi `NotImageOwnerError`).
+    #[error("account {account} is not the owner of image {uuid}")]
+    NotImageOwner { account: String, uuid: String },
+    /// CloneImage by an account not in the image's `acl` (sdc-imgapi
+    /// `ImageNotSharedError`).
+    #[error("image {uuid} is not shared with account {account}")]
+    ImageNotShared { account: String, uuid: String },
     /// A package with that id, or that name and version, is already stored.
     #[error("{0}")]
     PackageExists(String),
@@ -178,6 +186,8 @@ impl Error {
             Error::NoActivationNoFile(_) => "NoActivationNoFile",
             Error::ImageHasDependentImages { .. } => "ImageHasDependentImages",
             Error::OriginDoesNotExist(_) => "OriginDoesNotExist",
+            Error::NotImageOwner { .. } => "NotImageOwner",
+            Error::ImageNotShared { .. } => "ImageNotShared",
             Error::PackageExists(_) => "PackageExists",
             Error::PatchTestFailed(_) => "PatchTestFailed",
             Error::PatchConflict(_) => "PatchConflict",

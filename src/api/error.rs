@@ -22,7 +22,9 @@ pub fn status(e: &Error) -> StatusCode {
         | Error::ImageAlreadyActivated(_)
         | Error::NoActivationNoFile(_)
         | Error::ImageHasDependentImages { .. }
-        | Error::OriginDoesNotExist(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        | Error::OriginDoesNotExist(_)
+        | Error::NotImageOwner { .. }
+        | Error::ImageNotShared { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::ImageUuidAlreadyExists(_)
         | Error::PackageExists(_)
         | Error::PatchTestFailed(_)
@@ -156,6 +158,22 @@ mod tests {
                 422,
             ),
             (Error::OriginDoesNotExist(s()), "OriginDoesNotExist", 422),
+            (
+                Error::NotImageOwner {
+                    account: s(),
+                    uuid: s(),
+                },
+                "NotImageOwner",
+                422,
+            ),
+            (
+                Error::ImageNotShared {
+                    account: s(),
+                    uuid: s(),
+                },
+                "ImageNotShared",
+                422,
+            ),
             (Error::PackageExists(s()), "PackageExists", 409),
             (Error::PatchTestFailed(s()), "PatchTestFailed", 409),
             (Error::PatchConflict(s()), "PatchConflict", 409),

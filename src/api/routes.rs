@@ -97,6 +97,16 @@ pub enum Route {
     Repair,
     /// `POST /vacuum`.
     Vacuum,
+    /// `GET /channels`: ListChannels.
+    ListChannels,
+    /// `POST /images/:uuid?action=channel-add` (body `{"channel": NAME}`).
+    ChannelAddImage(String),
+    /// `POST /images/:uuid/acl[?action=add]`: AddImageAcl.
+    AddImageAcl(String),
+    /// `POST /images/:uuid/acl?action=remove`: RemoveImageAcl.
+    RemoveImageAcl(String),
+    /// `POST /images/:uuid/clone?account=UUID`: CloneImage.
+    CloneImage(String),
 }
 
 /// `?action=install`'s request.
@@ -126,7 +136,7 @@ pub struct ImportRemote {
 }
 
 const IMAGE_ACTIONS: &str =
-    "import, import-remote, activate, enable, disable, update, install, export";
+    "import, import-remote, activate, enable, disable, update, install, export, channel-add";
 
 /// Parses a request into its route.
 ///
@@ -166,6 +176,21 @@ pub fn parse(
         (["images", u, "file"], _) if read => Route::GetImageFile(id(u)),
         (["images", u, "file"], &Method::PUT) => Route::PutImageFile(id(u)),
         (["images", _, "file"], _) => return Err(not_allowed("GET, HEAD, PUT")),
+        (["images", u, "acl"], &Method::POST) => match param(query, "action")? {
+            None | Some("add") => Route::AddImageAcl(id(u)),
+            Some("remove") => Route::RemoveImageAcl(id(u)),
+            Some(other) => {
+                return Err(Error::param(
+                    "action",
+                    format!("\"{other}\" is not a valid action: expected add or remove"),
+                ))
+            }
+        },
+        (["images", _, "acl"], _) => return Err(not_allowed("POST")),
+        (["images", u, "clone"], &Method::POST) => Route::CloneImage(id(u)),
+        (["images", _, "clone"], _) => return Err(not_allowed("POST")),
+        (["channels"], _) if read => Route::ListChannels,
+        (["channels"], _) => return Err(not_allowed("GET, HEAD")),
         (["tasks"], _) if read => Route::ListTasks,
         (["tasks"], _) => return Err(not_allowed("GET, HEAD")),
         (["tasks", t], _) if read => Route::GetTask(id(t)),
@@ -252,6 +277,7 @@ fn image_action(uuid: &str, query: &[(String, String)]) -> Result<Route> {
         "enable" => Route::EnableImage(uuid),
         "disable" => Route::DisableImage(uuid),
         "update" => Route::UpdateImage(uuid),
+        "channel-add" => Route::ChannelAddImage(uuid),
         "install" => Route::InstallImage(Install {
             uuid,
             pool: owned("pool")?,
@@ -297,6 +323,8 @@ mod tests {
         let s = |x: &str| x.to_string();
         let img = format!("/images/{u}");
         let file = format!("{img}/file");
+        let acl = format!("{img}/acl");
+        let clone = format!("{img}/clone");
         let pool_img = format!("/pools/zones/images/{u}");
         let avail_one = format!("/sources/images/{u}");
         let table: Vec<(Method, &str, &str, Route)> = vec![
@@ -397,6 +425,23 @@ mod tests {
                 }),
             ),
             (Method::PATCH, &img, "", Route::PatchImage(s(u))),
+            (
+                Method::POST,
+                &img,
+                "action=channel-add",
+                Route::ChannelAddImage(s(u)),
+            ),
+            (Method::POST, &acl, "", Route::AddImageAcl(s(u))),
+            (Method::POST, &acl, "action=add", Route::AddImageAcl(s(u))),
+            (
+                Method::POST,
+                &acl,
+                "action=remove",
+                Route::RemoveImageAcl(s(u)),
+            ),
+            (Method::POST, &clone, "account=x", Route::CloneImage(s(u))),
+            (Method::GET, "/channels", "", Route::ListChannels),
+            (Method::HEAD, "/channels", "", Route::ListChannels),
             (Method::DELETE, &img, "", Route::DeleteImage(s(u))),
             (Method::GET, &file, "", Route::GetImageFile(s(u))),
             (Method::HEAD, &file, "", Route::GetImageFile(s(u))),
@@ -541,6 +586,38 @@ mod tests {
                 "MethodNotAllowed",
                 405,
                 Some("GET, HEAD"),
+            ),
+            (
+                Method::GET,
+                "/images/u/acl",
+                "",
+                "MethodNotAllowed",
+                405,
+                Some("POST"),
+            ),
+            (
+                Method::GET,
+                "/images/u/clone",
+                "",
+                "MethodNotAllowed",
+                405,
+                Some("POST"),
+            ),
+            (
+                Method::POST,
+                "/channels",
+                "",
+                "MethodNotAllowed",
+                405,
+                Some("GET, HEAD"),
+            ),
+            (
+                Method::POST,
+                "/images/u/acl",
+                "action=grant",
+                "InvalidParameter",
+                422,
+                None,
             ),
             (
                 Method::PUT,
@@ -719,11 +796,11 @@ mod tests {
         let msg = |q: &str| parsed(&Method::POST, img, q).unwrap_err().to_string();
         assert_eq!(
             msg(""),
-            "invalid parameter action: missing: one of import, import-remote, activate, enable, disable, update, install, export"
+            "invalid parameter action: missing: one of import, import-remote, activate, enable, disable, update, install, export, channel-add"
         );
         assert_eq!(
             msg("action=x"),
-            "invalid parameter action: unknown action \"x\": expected one of import, import-remote, activate, enable, disable, update, install, export"
+            "invalid parameter action: unknown action \"x\": expected one of import, import-remote, activate, enable, disable, update, install, export, channel-add"
         );
         let e = parsed(&Method::POST, "/state", "").unwrap_err().to_string();
         assert_eq!(

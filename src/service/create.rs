@@ -253,6 +253,7 @@ impl Service {
         m.insert("files".into(), json!([{"sha1": d.sha1, "size": d.size, "compression": req.compression, "digest": format!("sha256:{}", d.sha256)}]));
         m.insert("published_at".into(), json!(crate::time::now_timestamp()));
         m.insert("state".into(), json!("active"));
+        self.assign_channel(&mut m, None);
         let errors = manifest::validate(&m);
         if !errors.is_empty() {
             return Err(Error::validation(errors));
@@ -451,6 +452,7 @@ impl Service {
             .map_err(|e| Error::io("writing the image file", e))?;
         check_sealed(uuid, &sealed, p)?;
         let mut manifest = manifest::prepare_import(m, uuid).map_err(Error::validation)?;
+        self.assign_channel(&mut manifest, None);
         if !manifest.contains_key("published_at") {
             manifest.insert("published_at".into(), json!(crate::time::now_timestamp()));
         }

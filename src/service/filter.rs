@@ -8,10 +8,12 @@
 //! `sort` is `published_at[.asc|.desc]` (ascending by default). We break
 //! ties by uuid so that paging with a uuid marker is stable. `package` (an id
 //! or name) keeps only images whose requirements accept that package (our
-//! addition; see `service::packages`). Parameters this
-//! store does not use (`account`, `channel`, `inclAdminFields`, ...) are
-//! ignored, as IMGAPI ignores the ones it does not know.
+//! addition; see `service::packages`). `account` and `channel` scope the
+//! list as `service::visibility` says. Parameters this store does not use
+//! (`inclAdminFields`, ...) are ignored, as IMGAPI ignores the ones it does
+//! not know.
 
+use super::visibility::{in_channel, listed_for, Channel};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest, STATES};
 use crate::store::meta::{Cached, Fields, ImageRecord, Meta, Requirements, SortKey};
@@ -74,6 +76,12 @@ pub struct ListFilter {
     /// What `package` resolved to; set by the service, which knows the
     /// packages. Only images that accept it are listed.
     pub fit: Option<PackageFit>,
+    /// `account`: only the images this account may see are listed
+    /// (`visibility::listed_for`). Taken as given, as IMGAPI does.
+    pub account: Option<String>,
+    /// The channel listed (see `visibility`); set by the service from the
+    /// request's `channel`, which it resolves against the configuration.
+    pub channel: Option<Channel>,
 }
 
 fn single<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a str>> {
@@ -180,6 +188,9 @@ impl ListFilter {
                 }
             };
         }
+        if let Some(v) = single(pairs, "account")? {
+            f.account = Some(v.to_string());
+        }
         if let Some(v) = single(pairs, "package")? {
             if v.is_empty() {
                 return Err(Error::param("package", "must be a package id or name"));
@@ -228,6 +239,11 @@ impl ListFilter {
                 .as_deref()
                 .is_none_or(|o| f.origin.as_deref() == Some(o))
             && self.public.is_none_or(|p| f.public == Some(p))
+            && self
+                .account
+                .as_deref()
+                .is_none_or(|a| listed_for(f, a, self.state.as_deref()))
+            && self.channel.as_ref().is_none_or(|c| in_channel(f, c))
             && self
                 .fit
                 .as_ref()

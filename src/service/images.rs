@@ -67,7 +67,7 @@ fn calc_state(rec: &mut ImageRecord) {
     m.insert("state".into(), json!(state));
 }
 
-fn not_found(uuid: &str) -> Error {
+pub(super) fn not_found(uuid: &str) -> Error {
     Error::ResourceNotFound(format!("image {uuid} not found"))
 }
 
@@ -337,7 +337,7 @@ impl Service {
     /// Removes a blob once no image refers to it. Failures are logged, not
     /// returned: the metadata change has been committed already, and an
     /// unreferenced blob is only wasted space that `vacuum` reclaims.
-    fn release_blob(&self, sha256: &str) {
+    pub(super) fn release_blob(&self, sha256: &str) {
         let used = self.meta.any(|f| f.blob_sha256.as_deref() == Some(sha256));
         if !used {
             if let Err(e) = self.cas.remove(sha256) {
@@ -406,23 +406,28 @@ impl Service {
     /// DeleteImage: refused while another image names this one as origin.
     pub async fn delete(self: &Arc<Self>, uuid: String) -> Result<()> {
         check_uuid(&uuid)?;
-        self.mutate(move |svc| {
-            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
-            let dependents: Vec<String> = svc
-                .meta
-                .uuids_where(|f| f.origin.as_deref() == Some(uuid.as_str()));
-            if !dependents.is_empty() {
-                return Err(Error::ImageHasDependentImages { uuid, dependents });
-            }
-            svc.meta
-                .delete(&uuid)
-                .map_err(io_err(format!("deleting image {uuid}")))?;
-            if let Some(blob) = cur.blob_sha256() {
-                svc.release_blob(blob);
-            }
-            Ok(())
-        })
-        .await
+        self.mutate(move |svc| svc.delete_locked(&uuid)).await
+    }
+
+    /// DeleteImage, for callers holding the write lock.
+    pub(super) fn delete_locked(&self, uuid: &str) -> Result<()> {
+        let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
+        let dependents: Vec<String> = self
+            .meta
+            .uuids_where(|f| f.origin.as_deref() == Some(uuid));
+        if !dependents.is_empty() {
+            return Err(Error::ImageHasDependentImages {
+                uuid: uuid.to_string(),
+                dependents,
+            });
+        }
+        self.meta
+            .delete(uuid)
+            .map_err(io_err(format!("deleting image {uuid}")))?;
+        if let Some(blob) = cur.blob_sha256() {
+            self.release_blob(blob);
+        }
+        Ok(())
     }
 
     /// The path of the image's file, for download.

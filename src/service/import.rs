@@ -576,10 +576,12 @@ impl Service {
     fn record_fetched(
         &self,
         uuid: &str,
-        manifest: Manifest,
+        mut manifest: Manifest,
         sealed: Sealed,
         p: &FileParams,
     ) -> Result<bool> {
+        // The remote's channels are its own: the copy goes into ours.
+        self.assign_channel(&mut manifest, None);
         self.write_locked(|svc| {
             if let Some(cur) = svc.meta.get(uuid) {
                 let same = cur.activated && cur.file().map(|f| f.sha1) == p.sha1;

@@ -10,7 +10,9 @@
 //! it" trivially race-free. Reads come from the in-memory index and take no
 //! lock beyond it.
 
+pub mod acl;
 pub mod admin;
+pub mod channels;
 pub mod create;
 pub mod filter;
 pub mod fsck;
@@ -25,6 +27,7 @@ pub mod pools;
 pub mod sources;
 pub mod tasks;
 pub mod vacuum;
+pub mod visibility;
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result, StartError};

@@ -146,6 +146,10 @@ pub struct Fields {
     pub requirements: Requirements,
     /// `files[0].digest` without `sha256:`.
     pub blob_sha256: Option<String>,
+    /// The string items of `acl` (accounts a private image is shared with).
+    pub acl: Vec<String>,
+    /// The string items of `channels`; `None` when the manifest has none.
+    pub channels: Option<Vec<String>>,
 }
 
 /// The parts of a manifest's `requirements` that decide whether a package
@@ -197,6 +201,18 @@ struct FieldsDe {
     tags: Option<serde_json::Value>,
     requirements: Option<serde_json::Value>,
     files: Option<serde_json::Value>,
+    acl: Option<serde_json::Value>,
+    channels: Option<serde_json::Value>,
+}
+
+/// The string items of a JSON array (`acl`, `channels`); `None` when it is
+/// not an array.
+fn strings_of(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    v.and_then(|v| v.as_array()).map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    })
 }
 
 impl Fields {
@@ -224,6 +240,8 @@ impl Fields {
             },
             requirements: Requirements::of_value(d.requirements.as_ref()),
             blob_sha256: d.files.as_ref().and_then(blob_of_files),
+            acl: strings_of(d.acl.as_ref()).unwrap_or_default(),
+            channels: strings_of(d.channels.as_ref()),
         })
     }
 
@@ -243,6 +261,8 @@ impl Fields {
             tags: m.get("tags").and_then(|v| v.as_object()).cloned(),
             requirements: Requirements::of(m),
             blob_sha256: FileEntry::sha256_of(m).map(str::to_string),
+            acl: strings_of(m.get("acl")).unwrap_or_default(),
+            channels: strings_of(m.get("channels")),
         }
     }
 

@@ -23,6 +23,8 @@ fn parse_u64(name: &str, v: Option<&str>) -> Result<Option<u64>> {
 
 /// `PUT /images/:uuid/file`: AddImageFile, streamed into the blob store.
 pub async fn put(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let scope = super::scope(&ctx, false)?;
+    ctx.svc.check_owner(&uuid, &scope)?;
     let params = FileParams {
         compression: ctx
             .param("compression")?
@@ -137,6 +139,8 @@ fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>> {
 
 /// `GET /images/:uuid/file`: streamed from the blob, with `Range` support.
 pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let scope = super::scope(&ctx, true)?;
+    ctx.svc.scoped_image(&uuid, &scope)?;
     let (rec, path) = ctx.svc.file_path(&uuid)?;
     let file = rec.file();
     let size = file.as_ref().map_or(0, |f| f.size);

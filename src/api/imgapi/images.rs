@@ -10,6 +10,7 @@ use crate::api::routes::{Export, ImportRemote};
 use crate::error::{Error, Result};
 use crate::service::create::{CreateRequest, FilesRequest};
 use crate::service::filter::ListFilter;
+use crate::service::visibility::check_operator;
 use crate::service::ImageRecord;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
@@ -26,21 +27,24 @@ pub(super) fn ok(rec: impl AsRef<ImageRecord>) -> Result<Response<Body>> {
 /// `GET /images`: the page is assembled from the manifests' cached JSON
 /// (the same bytes `serde_json` would write for the array).
 pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
-    let filter = ListFilter::parse(&ctx.query)?;
+    let mut filter = ListFilter::parse(&ctx.query)?;
+    filter.channel = ctx.svc.channel_scope(ctx.param("channel")?, true)?;
     let recs = ctx.svc.list_images(&filter)?;
     Ok(manifests_response(&recs))
 }
 
 /// `GET /images/:uuid`: the manifest's cached JSON, shared, not copied.
 pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
-    let c = ctx.svc.get_image_cached(&uuid)?;
+    let scope = super::scope(&ctx, true)?;
+    let c = ctx.svc.scoped_image(&uuid, &scope)?;
     Ok(json_bytes_response(StatusCode::OK, c.json_line().clone()))
 }
 
 /// `POST /images`: CreateImage.
 pub async fn create(ctx: Ctx) -> Result<Response<Body>> {
+    let scope = super::scope(&ctx, false)?;
     let (ctx, body) = json_body(ctx).await?;
-    ok(ctx.svc.create_image(body).await?)
+    ok(ctx.svc.create_image_scoped(body, &scope).await?)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, body: Value) -> Result<T> {
@@ -64,12 +68,14 @@ pub async fn install_from_files(ctx: Ctx) -> Result<Response<Body>> {
 
 /// `POST /images/:uuid?action=import`: AdminImportImage.
 pub async fn import(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let scope = super::scope(&ctx, false)?;
     let (ctx, body) = json_body(ctx).await?;
-    ok(ctx.svc.import_image(uuid, body).await?)
+    ok(ctx.svc.import_image_scoped(uuid, body, &scope).await?)
 }
 
 /// `POST /images/:uuid?action=import-remote[&source=URL][&install=POOL]`.
 pub async fn import_remote(ctx: Ctx, req: ImportRemote) -> Result<Response<Body>> {
+    check_operator(&super::scope(&ctx, false)?)?;
     let ImportRemote {
         uuid,
         source,
@@ -80,16 +86,19 @@ pub async fn import_remote(ctx: Ctx, req: ImportRemote) -> Result<Response<Body>
 
 /// `POST /images/:uuid?action=activate`.
 pub async fn activate(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
     ok(ctx.svc.activate(uuid).await?)
 }
 
 /// `POST /images/:uuid?action=enable` and `?action=disable`.
 pub async fn set_disabled(ctx: Ctx, uuid: String, disabled: bool) -> Result<Response<Body>> {
+    ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
     ok(ctx.svc.set_disabled(uuid, disabled).await?)
 }
 
 /// `POST /images/:uuid?action=update`.
 pub async fn update(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
     let (ctx, body) = json_body(ctx).await?;
     ok(ctx.svc.update(uuid, body).await?)
 }
@@ -97,6 +106,7 @@ pub async fn update(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
 /// `POST /images/:uuid?action=export&path=DIR`.
 pub async fn export(ctx: Ctx, req: Export) -> Result<Response<Body>> {
     let Export { uuid, path } = req;
+    ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
     accepted(&ctx.svc.start_export(uuid, path.into()).await?)
 }
 
@@ -111,6 +121,7 @@ const PATCH_MEDIA_TYPES: &[&str] = &[
 /// applied atomically (see `service::patch`). Any other media type, or none,
 /// is 415 `UnsupportedMediaType`.
 pub async fn patch(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
     let given = ctx.header("content-type").unwrap_or_default();
     let media = given.split(';').next().unwrap_or_default().trim();
     if !PATCH_MEDIA_TYPES
@@ -128,6 +139,18 @@ pub async fn patch(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
 
 /// `DELETE /images/:uuid`.
 pub async fn delete(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
-    ctx.svc.delete(uuid).await?;
+    let scope = super::scope(&ctx, false)?;
+    let force = match ctx.param("force_all_channels")? {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(Error::param(
+                "force_all_channels",
+                format!("{v:?} is not true or false"),
+            ))
+        }
+    };
+    ctx.svc.check_owner(&uuid, &scope)?;
+    ctx.svc.delete_in_channel(uuid, scope.channel, force).await?;
     Ok(no_content())
 }

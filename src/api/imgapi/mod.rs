@@ -2,7 +2,9 @@
 //! Handlers turn a route and its request into a service call and its result
 //! into IMGAPI's response; the business rules are the service's.
 
+pub mod acl;
 pub mod admin;
+pub mod channels;
 pub mod files;
 pub mod images;
 pub mod packages;
@@ -12,8 +14,39 @@ pub mod tasks;
 
 use super::http::{Body, Ctx};
 use super::routes::Route;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::manifest::{self, FieldError};
+use crate::service::visibility::Scope;
 use hyper::Response;
+
+/// The request's `?account=` and `?channel=` (see `service::visibility`);
+/// `allow_star` where IMGAPI takes `channel=*` (the reads).
+///
+/// # Errors
+/// `InvalidParameter` (field `account`) for an account that is not a
+/// UUID; `ValidationFailed` for an unknown channel.
+pub(super) fn scope(ctx: &Ctx, allow_star: bool) -> Result<Scope> {
+    let channel = ctx.svc.channel_scope(ctx.param("channel")?, allow_star)?;
+    let account = match ctx.param("account")? {
+        None | Some("") => None,
+        Some(a) if manifest::is_uuid(a) => Some(a.to_string()),
+        Some(a) => return Err(invalid_account(a)),
+    };
+    Ok(Scope { account, channel })
+}
+
+/// IMGAPI's answer to an `account` that is not a UUID.
+pub(super) fn invalid_account(a: &str) -> Error {
+    let message = format!("invalid \"account\": not a UUID: \"{a}\"");
+    Error::InvalidParameter(
+        message.clone(),
+        vec![FieldError {
+            field: "account".into(),
+            code: "Invalid".into(),
+            message,
+        }],
+    )
+}
 
 /// Runs the handler of `route`.
 pub async fn serve(route: Route, ctx: Ctx) -> Result<Response<Body>> {
@@ -58,5 +91,10 @@ pub async fn serve(route: Route, ctx: Ctx) -> Result<Response<Body>> {
         Route::State => admin::state(ctx).await,
         Route::Repair => admin::repair(ctx).await,
         Route::Vacuum => admin::vacuum(ctx).await,
+        Route::ListChannels => channels::list(ctx),
+        Route::ChannelAddImage(uuid) => channels::add_image(ctx, uuid).await,
+        Route::AddImageAcl(uuid) => acl::change(ctx, uuid, true).await,
+        Route::RemoveImageAcl(uuid) => acl::change(ctx, uuid, false).await,
+        Route::CloneImage(uuid) => acl::clone(ctx, uuid).await,
     }
 }

@@ -1,0 +1,31 @@
+//! Handlers for sharing: `POST /images/:uuid/acl?action=add|remove`
+//! (AddImageAcl, RemoveImageAcl; no action means add) and
+//! `POST /images/:uuid/clone?account=UUID` (CloneImage). The rules are
+//! `service::acl`'s.
+
+use super::images::ok;
+use crate::api::http::{json_body, Body, Ctx};
+use crate::error::Result;
+use crate::service::acl::parse_acl_body;
+use hyper::Response;
+
+/// AddImageAcl (`add`) and RemoveImageAcl: the body is a JSON array of
+/// account uuids; only the owner (with `?account=`) or an operator may
+/// change it.
+pub async fn change(ctx: Ctx, uuid: String, add: bool) -> Result<Response<Body>> {
+    let scope = super::scope(&ctx, false)?;
+    let (ctx, body) = json_body(ctx).await?;
+    ctx.svc.check_owner(&uuid, &scope)?;
+    let accounts = parse_acl_body(&body)?;
+    ok(ctx.svc.change_acl(uuid, accounts, add).await?)
+}
+
+/// CloneImage: `account` is required; the image must be visible to it.
+pub async fn clone(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let scope = super::scope(&ctx, false)?;
+    ctx.svc.scoped_image(&uuid, &scope)?;
+    let Some(account) = scope.account else {
+        return Err(super::invalid_account("undefined"));
+    };
+    ok(ctx.svc.clone_image(uuid, account).await?)
+}
