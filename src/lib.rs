@@ -31,11 +31,13 @@
 //!   per use case, and the records it returns are re-exported from it.
 //!   [`service::journal`] owns the undo journal (its record, push, undo,
 //!   recovery); fsck reads pending steps through it.
+//!   [`service::visibility`] holds IMGAPI's `?account=`/`?channel=` rules
+//!   once, for every dialect; [`service::scoped`] applies them.
 //! - [`api`]: admit, route and log ([`api::routes`] parses each request
 //!   into one [`api::routes::Route`]); [`api::error`] chooses each error's
 //!   HTTP status; the IMGAPI dialect's handlers are [`api::imgapi`], one
-//!   file per resource (images, files, pools, tasks, sources, packages,
-//!   admin), over the service only.
+//!   file per resource (images, files, acl, channels, pools, tasks,
+//!   sources, packages, admin), over the service only.
 //! - [`conn`]: per-connection plumbing: a write deadline and JSON for the
 //!   errors hyper answers by itself.
 //! - [`server`]: data-dir and socket ownership, accept loop, signals; and

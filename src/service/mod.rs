@@ -24,6 +24,7 @@ pub mod packages;
 pub mod patch;
 pub mod pipe;
 pub mod pools;
+pub mod scoped;
 pub mod sources;
 pub mod tasks;
 pub mod vacuum;
