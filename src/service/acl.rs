@@ -201,6 +201,9 @@ impl Service {
         if intermediate {
             m.insert("disabled".into(), json!(true));
         }
+        let disabled = m.get("disabled").and_then(Value::as_bool).unwrap_or(false);
+        let state = if disabled { "disabled" } else { "active" };
+        m.insert("state".into(), json!(state));
         let errors = manifest::validate(&m);
         if !errors.is_empty() {
             return Err(Error::validation(errors));
