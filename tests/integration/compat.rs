@@ -1,6 +1,8 @@
 //! IMGAPI compatibility: the official IMGAPI Node client (npm
 //! `sdc-clients`, `new IMGAPI({url, socketPath})`) drives the real daemon
-//! through tests/compat/imgapi-client.test.js (node's built-in test runner).
+//! through tests/compat/imgapi-client.test.js, and through
+//! tests/compat/imgapi-acl-channels.test.js on a daemon with channels
+//! (node's built-in test runner).
 
 use crate::common::*;
 use std::path::Path;
@@ -8,16 +10,31 @@ use std::process::Command;
 
 #[test]
 fn official_imgapi_node_client_works_unchanged() {
+    run_node_tests(&Daemon::start(), "imgapi-client.test.js", 10);
+}
+
+/// ACLs, accounts, clone and channels through the client's own methods.
+#[test]
+fn official_imgapi_node_client_acl_and_channels() {
+    let d = Daemon::start_config(
+        "[[channels]]\nname = \"dev\"\ndescription = \"development builds\"\n\
+         [[channels]]\nname = \"release\"\ndescription = \"release builds\"\ndefault = true\n",
+    );
+    run_node_tests(&d, "imgapi-acl-channels.test.js", 12);
+}
+
+/// Runs one test file of tests/compat against `d`; at least `min` tests
+/// must pass and none fail.
+fn run_node_tests(d: &Daemon, file: &str, min: u32) {
     let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
     assert!(
         compat.join("node_modules/sdc-clients").exists(),
         "sdc-clients is not installed: run `npm ci` in {} (scripts/test does it)",
         compat.display()
     );
-    let d = Daemon::start();
     let out = Command::new("node")
         .arg("--test")
-        .arg("imgapi-client.test.js")
+        .arg(file)
         .current_dir(&compat)
         .env("IMGSTORE_SOCKET", &d.sock)
         .output()
@@ -27,7 +44,7 @@ fn official_imgapi_node_client_works_unchanged() {
     println!("{stdout}");
     assert!(
         out.status.success(),
-        "the IMGAPI node client tests failed:\n{stdout}\n{stderr}\ndaemon log:\n{}",
+        "the IMGAPI node client tests of {file} failed:\n{stdout}\n{stderr}\ndaemon log:\n{}",
         d.log_text()
     );
     // The runner's summary: no failures, and it really ran tests.
@@ -38,7 +55,7 @@ fn official_imgapi_node_client_works_unchanged() {
         .and_then(|n| n.trim().parse::<u32>().ok())
         .unwrap_or(0);
     assert!(
-        passed >= 10,
-        "expected at least 10 client tests to pass, got {passed}:\n{stdout}"
+        passed >= min,
+        "expected at least {min} client tests of {file} to pass, got {passed}:\n{stdout}"
     );
 }
