@@ -412,9 +412,7 @@ impl Service {
     /// DeleteImage, for callers holding the write lock.
     pub(super) fn delete_locked(&self, uuid: &str) -> Result<()> {
         let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
-        let dependents: Vec<String> = self
-            .meta
-            .uuids_where(|f| f.origin.as_deref() == Some(uuid));
+        let dependents: Vec<String> = self.meta.uuids_where(|f| f.origin.as_deref() == Some(uuid));
         if !dependents.is_empty() {
             return Err(Error::ImageHasDependentImages {
                 uuid: uuid.to_string(),

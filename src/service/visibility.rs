@@ -73,7 +73,7 @@ pub fn channels_of(f: &Fields, default: &str) -> Vec<String> {
 /// Whether the image is in `channel`.
 pub fn in_channel(f: &Fields, channel: &Channel) -> bool {
     match &f.channels {
-        Some(list) => list.iter().any(|c| *c == channel.name),
+        Some(list) => list.contains(&channel.name),
         None => channel.is_default,
     }
 }
@@ -148,7 +148,11 @@ mod tests {
         let public_disabled = f(OTHER, "disabled", true, &[]);
         assert!(listed_for(&public_disabled, ME, None));
         assert!(!listed_for(&public_disabled, ME, Some("disabled")));
-        assert!(listed_for(&f(ME, "disabled", false, &[]), ME, Some("disabled")));
+        assert!(listed_for(
+            &f(ME, "disabled", false, &[]),
+            ME,
+            Some("disabled")
+        ));
     }
 
     #[test]

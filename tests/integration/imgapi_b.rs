@@ -158,7 +158,10 @@ fn channels_scope_every_image_endpoint() {
     let e = d
         .get(&format!("/images/{dev}"))
         .expect(404, Some("ResourceNotFound"));
-    assert_eq!(e, json!({"code": "ResourceNotFound", "message": format!("image {dev} not found")}));
+    assert_eq!(
+        e,
+        json!({"code": "ResourceNotFound", "message": format!("image {dev} not found")})
+    );
     d.get(&format!("/images/{dev}/file"))
         .expect(404, Some("ResourceNotFound"));
     d.get(&format!("/images/{dev}?channel=*")).expect(200, None);
@@ -167,7 +170,10 @@ fn channels_scope_every_image_endpoint() {
     assert_eq!(f.body, b"dev bits");
     // Writes look in one channel: `*` is not a channel there.
     let e = d
-        .post_json(&format!("/images/{dev}?action=update&channel=*"), &json!({"description": "x"}))
+        .post_json(
+            &format!("/images/{dev}?action=update&channel=*"),
+            &json!({"description": "x"}),
+        )
         .expect(422, Some("ValidationFailed"));
     field_error(&e, "channel", "Invalid");
 
@@ -229,12 +235,16 @@ fn channels_scope_every_image_endpoint() {
     )
     .expect(200, None);
     let e = d
-        .delete(&format!("/images/{rel}?channel=staging&force_all_channels=maybe"))
+        .delete(&format!(
+            "/images/{rel}?channel=staging&force_all_channels=maybe"
+        ))
         .expect(422, Some("InvalidParameter"));
     field_error(&e, "force_all_channels", "Invalid");
     assert_eq!(
-        d.delete(&format!("/images/{rel}?channel=staging&force_all_channels=true"))
-            .status,
+        d.delete(&format!(
+            "/images/{rel}?channel=staging&force_all_channels=true"
+        ))
+        .status,
         204
     );
     d.get(&format!("/images/{rel}?channel=*"))
@@ -275,7 +285,8 @@ fn without_channels_the_parameter_is_ignored() {
         .expect(422, Some("InvalidParameter"));
     field_error(&e, "action", "Invalid");
     assert_eq!(d.delete(&format!("/images/{u}?channel=dev")).status, 204);
-    d.get(&format!("/images/{u}")).expect(404, Some("ResourceNotFound"));
+    d.get(&format!("/images/{u}"))
+        .expect(404, Some("ResourceNotFound"));
 }
 
 /// `?account=`: what an account sees (lists, GetImage, GetImageFile) and
@@ -304,7 +315,10 @@ fn account_sees_public_own_and_shared_images_only() {
         list(&format!("account={B}&state=unactivated")),
         sorted(&[&own])
     );
-    assert_eq!(list(&format!("account={B}&state=disabled")), Vec::<String>::new());
+    assert_eq!(
+        list(&format!("account={B}&state=disabled")),
+        Vec::<String>::new()
+    );
     assert_eq!(
         list(&format!("account={B}&state=all&owner={A}")),
         sorted(&[&public, &shared, &disabled_public])
@@ -353,13 +367,28 @@ fn account_sees_public_own_and_shared_images_only() {
     // one that does not see it 404; nothing changes either way.
     let before = d.get(&format!("/images/{public}")).expect(200, None);
     let writes: Vec<(&str, String, Value)> = vec![
-        ("POST", format!("/images/{public}?action=update"), json!({"description": "x"})),
-        ("POST", format!("/images/{public}?action=disable"), json!({})),
-        ("POST", format!("/images/{public}/acl?action=add"), json!([C])),
+        (
+            "POST",
+            format!("/images/{public}?action=update"),
+            json!({"description": "x"}),
+        ),
+        (
+            "POST",
+            format!("/images/{public}?action=disable"),
+            json!({}),
+        ),
+        (
+            "POST",
+            format!("/images/{public}/acl?action=add"),
+            json!([C]),
+        ),
         ("DELETE", format!("/images/{public}"), Value::Null),
     ];
     for (method, path, body) in &writes {
-        let path = format!("{path}{}account={B}", if path.contains('?') { "&" } else { "?" });
+        let path = format!(
+            "{path}{}account={B}",
+            if path.contains('?') { "&" } else { "?" }
+        );
         let r = if *method == "DELETE" {
             d.delete(&path)
         } else {
@@ -376,11 +405,16 @@ fn account_sees_public_own_and_shared_images_only() {
         b"x",
     )
     .expect(404, Some("ResourceNotFound"));
-    d.post(&format!("/images/{unact_public}?action=activate&account={B}"))
-        .expect(404, Some("ResourceNotFound"));
+    d.post(&format!(
+        "/images/{unact_public}?action=activate&account={B}"
+    ))
+    .expect(404, Some("ResourceNotFound"));
     d.post(&format!("/images/{private}?action=disable&account={B}"))
         .expect(404, Some("ResourceNotFound"));
-    assert_eq!(d.get(&format!("/images/{public}")).expect(200, None), before);
+    assert_eq!(
+        d.get(&format!("/images/{public}")).expect(200, None),
+        before
+    );
     assert_eq!(
         d.get(&format!("/images/{unact_public}")).expect(200, None)["state"],
         "unactivated"
@@ -518,8 +552,11 @@ fn clone_image_copies_for_an_account_on_the_acl() {
     assert_eq!(c["state"], "disabled");
     assert_eq!(c["origin"], base.as_str());
     // B lists its clone; the file is the same bytes.
-    let listed = uuids(&d.get(&format!("/images?account={B}&owner={B}")).expect(200, None));
-    assert_eq!(listed, [clone.clone()]);
+    let listed = uuids(
+        &d.get(&format!("/images?account={B}&owner={B}"))
+            .expect(200, None),
+    );
+    assert_eq!(listed, vec![clone.as_str()]);
     let f = d.get(&format!("/images/{clone}/file?account={B}"));
     assert_eq!(f.body, b"leaf");
     // The original is unchanged, and deleting it leaves the clone whole.
@@ -549,7 +586,10 @@ fn clone_image_copies_for_an_account_on_the_acl() {
     e.expect(405, Some("MethodNotAllowed"));
     // Nothing else was created: B owns exactly the two clones and `unact`.
     assert_eq!(
-        uuids(&d.get(&format!("/images?owner={B}&state=all")).expect(200, None)),
+        uuids(
+            &d.get(&format!("/images?owner={B}&state=all"))
+                .expect(200, None)
+        ),
         sorted(&[&clone, &cmid, &unact])
     );
 }
@@ -560,7 +600,9 @@ fn clone_image_copies_for_an_account_on_the_acl() {
 #[test]
 fn source_channel_is_passed_on_to_remote_imgapi() {
     let port = free_port();
-    let a = Daemon::start_config(&format!("{CHANNELS}\n[peer]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let a = Daemon::start_config(&format!(
+        "{CHANNELS}\n[peer]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
     let rel = create_in(&a, "chan-rel", "", b"release bits");
     let dev = create_in(&a, "chan-dev", "channel=dev", b"dev bits");
 
@@ -579,9 +621,11 @@ fn source_channel_is_passed_on_to_remote_imgapi() {
             .map(|i| i["manifest"]["uuid"].as_str().unwrap())
             .collect();
         assert_eq!(got, [expect.as_str()], "{url}: {v}");
-        b.get(&format!("/sources/images/{expect}")).expect(200, None);
+        b.get(&format!("/sources/images/{expect}"))
+            .expect(200, None);
         assert_eq!(
-            b.delete(&format!("/sources?url={}", urlencode(&url))).status,
+            b.delete(&format!("/sources?url={}", urlencode(&url)))
+                .status,
             204
         );
     }

@@ -151,6 +151,8 @@ pub async fn delete(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
         }
     };
     ctx.svc.check_owner(&uuid, &scope)?;
-    ctx.svc.delete_in_channel(uuid, scope.channel, force).await?;
+    ctx.svc
+        .delete_in_channel(uuid, scope.channel, force)
+        .await?;
     Ok(no_content())
 }
