@@ -28,6 +28,7 @@
 //! waits for that download and uses its result instead of fetching again.
 
 use super::images::{check_sealed, check_uuid, FileParams};
+use super::visibility::Channel;
 use super::Service;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
@@ -98,6 +99,22 @@ impl Service {
         source: Option<&str>,
         pool: Option<&str>,
     ) -> Result<(Task, bool)> {
+        self.import_remote_in(uuid, source, pool, None)
+    }
+
+    /// [`Service::import_remote`] into `channel` (the request's; the
+    /// default channel when `None`), as IMGAPI's import puts the images it
+    /// creates into the request's channel.
+    ///
+    /// # Errors
+    /// As [`Service::import_remote`].
+    pub fn import_remote_in(
+        self: &Arc<Self>,
+        uuid: &str,
+        source: Option<&str>,
+        pool: Option<&str>,
+        channel: Option<Channel>,
+    ) -> Result<(Task, bool)> {
         check_uuid(uuid)?;
         let only = source.map(|u| self.sources.lookup(u)).transpose()?;
         let pool = match pool {
@@ -124,7 +141,14 @@ impl Service {
         );
         self.tasks
             .start("import-remote", input, Some(key), move |ctx| {
-                svc.run_import_remote(ctx, &rt, &uuid, only.as_ref(), pool.as_ref())
+                svc.run_import_remote(
+                    ctx,
+                    &rt,
+                    &uuid,
+                    only.as_ref(),
+                    pool.as_ref(),
+                    channel.as_ref(),
+                )
             })
     }
 
@@ -135,13 +159,18 @@ impl Service {
         uuid: &str,
         only: Option<&Source>,
         pool: Option<&PoolName>,
+        channel: Option<&Channel>,
     ) -> Result<Value> {
         let plan = self.resolve(ctx, rt, uuid, only)?;
-        let jobs = plan
+        let mut jobs = plan
             .missing
             .into_iter()
             .map(|(img, source)| self.prepare_job(img, source))
             .collect::<Result<Vec<Job>>>()?;
+        // The remote's channels are its own: the copies go into ours.
+        for job in &mut jobs {
+            self.assign_channel(&mut job.manifest, channel);
+        }
         let total: u64 = jobs.iter().filter_map(|j| j.params.size).sum();
         ctx.set_total(total);
         let mut imported = Vec::new();
@@ -576,12 +605,10 @@ impl Service {
     fn record_fetched(
         &self,
         uuid: &str,
-        mut manifest: Manifest,
+        manifest: Manifest,
         sealed: Sealed,
         p: &FileParams,
     ) -> Result<bool> {
-        // The remote's channels are its own: the copy goes into ours.
-        self.assign_channel(&mut manifest, None);
         self.write_locked(|svc| {
             if let Some(cur) = svc.meta.get(uuid) {
                 let same = cur.activated && cur.file().map(|f| f.sha1) == p.sha1;

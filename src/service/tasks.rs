@@ -90,6 +90,27 @@ impl Service {
         Ok(task)
     }
 
+    /// [`Service::start_import_remote`] into `channel` (see
+    /// [`Service::import_remote_in`]).
+    ///
+    /// # Errors
+    /// As [`Service::import_remote`].
+    pub async fn start_import_remote_in(
+        self: &Arc<Self>,
+        uuid: String,
+        source: Option<String>,
+        install: Option<String>,
+        channel: Option<super::visibility::Channel>,
+    ) -> Result<Task> {
+        let (task, _) = self
+            .blocking(move |svc| {
+                svc.arc()
+                    .import_remote_in(&uuid, source.as_deref(), install.as_deref(), channel)
+            })
+            .await?;
+        Ok(task)
+    }
+
     /// Every task the store remembers.
     ///
     /// # Errors

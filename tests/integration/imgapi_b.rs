@@ -606,7 +606,7 @@ fn source_channel_is_passed_on_to_remote_imgapi() {
     let rel = create_in(&a, "chan-rel", "", b"release bits");
     let dev = create_in(&a, "chan-dev", "channel=dev", b"dev bits");
 
-    let b = Daemon::start();
+    let b = Daemon::start_config(CHANNELS);
     for (url, expect) in [
         (format!("http://127.0.0.1:{port}?channel=dev"), &dev),
         (format!("http://127.0.0.1:{port}"), &rel),
@@ -636,11 +636,39 @@ fn source_channel_is_passed_on_to_remote_imgapi() {
         &json!({"url": format!("http://127.0.0.1:{port}?channel=dev"), "type": "imgapi"}),
     )
     .expect(201, None);
+    // The copy goes into the request's channel on B (not A's channels).
+    let e = b
+        .post(&format!("/images/{dev}?action=import-remote&channel=bogus"))
+        .expect(422, Some("ValidationFailed"));
+    field_error(&e, "channel", "Invalid");
     let t = b
-        .post(&format!("/images/{dev}?action=import-remote"))
+        .post(&format!(
+            "/images/{dev}?action=import-remote&channel=staging"
+        ))
         .expect(202, None);
     expect_success(&b, &t);
-    assert_eq!(b.get(&format!("/images/{dev}/file")).body, b"dev bits");
+    let m = b
+        .get(&format!("/images/{dev}?channel=staging"))
+        .expect(200, None);
+    assert_eq!(m["channels"], json!(["staging"]));
+    b.get(&format!("/images/{dev}"))
+        .expect(404, Some("ResourceNotFound"));
+    assert_eq!(
+        b.get(&format!("/images/{dev}/file?channel=staging")).body,
+        b"dev bits"
+    );
+    // Without ?channel=, B's default channel.
+    let t = b
+        .post(&format!(
+            "/images/{rel}?action=import-remote&source={}",
+            urlencode(&format!("http://127.0.0.1:{port}"))
+        ))
+        .expect(202, None);
+    expect_success(&b, &t);
+    assert_eq!(
+        b.get(&format!("/images/{rel}")).expect(200, None)["channels"],
+        json!(["release"])
+    );
 }
 
 fn urlencode(s: &str) -> String {

@@ -75,13 +75,18 @@ pub async fn import(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
 
 /// `POST /images/:uuid?action=import-remote[&source=URL][&install=POOL]`.
 pub async fn import_remote(ctx: Ctx, req: ImportRemote) -> Result<Response<Body>> {
-    check_operator(&super::scope(&ctx, false)?)?;
+    let scope = super::scope(&ctx, false)?;
+    check_operator(&scope)?;
     let ImportRemote {
         uuid,
         source,
         install,
     } = req;
-    accepted(&ctx.svc.start_import_remote(uuid, source, install).await?)
+    accepted(
+        &ctx.svc
+            .start_import_remote_in(uuid, source, install, scope.channel)
+            .await?,
+    )
 }
 
 /// `POST /images/:uuid?action=activate`.
