@@ -341,6 +341,7 @@ pub fn reload(svc: &Arc<Service>, new: Result<Config, ConfigError>, level: &Leve
         ("log_format", new.log_format != old.log_format),
         ("zfs", new.zfs != old.zfs),
         ("peer", new.peer != old.peer),
+        ("channels", new.channels != old.channels),
     ] {
         if differs {
             restart.push(name);
