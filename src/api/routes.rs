@@ -105,6 +105,9 @@ pub enum Route {
     AddImageAcl(String),
     /// `POST /images/:uuid/acl?action=remove`: RemoveImageAcl.
     RemoveImageAcl(String),
+    /// `POST /images/:uuid/acl?action=` something else: refused once the
+    /// image has been found and its owner checked, as IMGAPI does.
+    UnknownAclAction { uuid: String, action: String },
     /// `POST /images/:uuid/clone?account=UUID`: CloneImage.
     CloneImage(String),
 }
@@ -179,12 +182,10 @@ pub fn parse(
         (["images", u, "acl"], &Method::POST) => match param(query, "action")? {
             None | Some("add") => Route::AddImageAcl(id(u)),
             Some("remove") => Route::RemoveImageAcl(id(u)),
-            Some(other) => {
-                return Err(Error::param(
-                    "action",
-                    format!("\"{other}\" is not a valid action: expected add or remove"),
-                ))
-            }
+            Some(other) => Route::UnknownAclAction {
+                uuid: id(u),
+                action: other.to_string(),
+            },
         },
         (["images", _, "acl"], _) => return Err(not_allowed("POST")),
         (["images", u, "clone"], &Method::POST) => Route::CloneImage(id(u)),
@@ -439,6 +440,15 @@ mod tests {
                 "action=remove",
                 Route::RemoveImageAcl(s(u)),
             ),
+            (
+                Method::POST,
+                &acl,
+                "action=grant",
+                Route::UnknownAclAction {
+                    uuid: s(u),
+                    action: s("grant"),
+                },
+            ),
             (Method::POST, &clone, "account=x", Route::CloneImage(s(u))),
             (Method::GET, "/channels", "", Route::ListChannels),
             (Method::HEAD, "/channels", "", Route::ListChannels),
@@ -610,14 +620,6 @@ mod tests {
                 "MethodNotAllowed",
                 405,
                 Some("GET, HEAD"),
-            ),
-            (
-                Method::POST,
-                "/images/u/acl",
-                "action=grant",
-                "InvalidParameter",
-                422,
-                None,
             ),
             (
                 Method::PUT,

@@ -512,6 +512,16 @@ fn acl_add_and_remove() {
         &json!([B]),
     )
     .expect(404, Some("ResourceNotFound"));
+    // The image is looked up (and its owner checked) before the action.
+    d.post_json(
+        "/images/dddddddd-dddd-4ddd-8ddd-dddddddddddd/acl?action=grant",
+        &json!([B]),
+    )
+    .expect(404, Some("ResourceNotFound"));
+    d.post_json(&format!("{acl}?action=grant&account={B}"), &json!([B]))
+        .expect(404, Some("ResourceNotFound"));
+    d.post_json(&format!("{acl}?action=grant&account={A}"), &json!([B]))
+        .expect(422, Some("InvalidParameter"));
 }
 
 /// CloneImage: only an account on the ACL; the clone is the account's,

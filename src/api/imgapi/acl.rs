@@ -5,7 +5,8 @@
 
 use super::images::ok;
 use crate::api::http::{json_body, Body, Ctx};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::manifest::FieldError;
 use crate::service::acl::parse_acl_body;
 use hyper::Response;
 
@@ -18,6 +19,23 @@ pub async fn change(ctx: Ctx, uuid: String, add: bool) -> Result<Response<Body>>
     ctx.svc.check_owner(&uuid, &scope)?;
     let accounts = parse_acl_body(&body)?;
     ok(ctx.svc.change_acl(uuid, accounts, add).await?)
+}
+
+/// `POST /images/:uuid/acl?action=` neither add nor remove: 422
+/// `InvalidParameter` on `action`, once the image is found and owned.
+pub async fn unknown_action(ctx: Ctx, uuid: String, action: String) -> Result<Response<Body>> {
+    let scope = super::scope(&ctx, false)?;
+    let (ctx, _body) = json_body(ctx).await?;
+    ctx.svc.check_owner(&uuid, &scope)?;
+    let message = format!("\"{action}\" is not a valid action: expected add or remove");
+    Err(Error::InvalidParameter(
+        message.clone(),
+        vec![FieldError {
+            field: "action".into(),
+            code: "Invalid".into(),
+            message,
+        }],
+    ))
 }
 
 /// CloneImage: `account` is required; the image must be visible to it.

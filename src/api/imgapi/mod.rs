@@ -95,6 +95,7 @@ pub async fn serve(route: Route, ctx: Ctx) -> Result<Response<Body>> {
         Route::ChannelAddImage(uuid) => channels::add_image(ctx, uuid).await,
         Route::AddImageAcl(uuid) => acl::change(ctx, uuid, true).await,
         Route::RemoveImageAcl(uuid) => acl::change(ctx, uuid, false).await,
+        Route::UnknownAclAction { uuid, action } => acl::unknown_action(ctx, uuid, action).await,
         Route::CloneImage(uuid) => acl::clone(ctx, uuid).await,
     }
 }
