@@ -165,6 +165,10 @@ pub const OSES: &[&str] = &["smartos", "linux", "windows", "bsd", "illumos", "ot
 /// Values of `files[].compression`. `zstd` is our addition to IMGAPI's four.
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "bzip2", "xz", "zstd"];
 
+/// The compressions IMGAPI and imgadm know (node-imgmanifest
+/// `VALID_FILE_COMPRESSIONS`): [`COMPRESSIONS`] without `zstd`.
+pub const IMGAPI_COMPRESSIONS: &[&str] = &["none", "gzip", "bzip2", "xz"];
+
 /// Fields `?action=update` may change (imgmanifest `fields[].mutable`, less
 /// `channels`, which has its own `channel-add` action). Everything else is
 /// either immutable (`uuid`, `type`, `v`, `urn`, `origin`) or owned by another

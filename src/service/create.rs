@@ -33,6 +33,8 @@ pub struct CreateRequest {
     pub manifest: Value,
     #[serde(default)]
     pub incremental: bool,
+    /// `gzip` by default: what every imgadm and IMGAPI installs. `zstd` is
+    /// imgstore-to-imgstore only (see [`super::compression`]).
     #[serde(default = "default_compression")]
     pub compression: String,
     /// `zfs send -c`: keep blocks compressed as they are on disk. Faster and
@@ -42,8 +44,13 @@ pub struct CreateRequest {
     pub send_compressed: bool,
 }
 
+/// The default compression of created images: gzip, compressed on every
+/// core ([`codec::ParallelGzip`]), so that the image installs with imgadm
+/// (`gzip -cdfq | zfs receive`) and publishes to any IMGAPI.
+pub const DEFAULT_COMPRESSION: &str = "gzip";
+
 fn default_compression() -> String {
-    "zstd".into()
+    DEFAULT_COMPRESSION.into()
 }
 
 /// `POST /images?action=install-from-files` body.

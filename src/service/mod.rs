@@ -11,6 +11,7 @@
 //! lock beyond it.
 
 pub mod admin;
+pub mod compression;
 pub mod create;
 pub mod filter;
 pub mod fsck;
