@@ -170,7 +170,8 @@ impl Service {
             Some(_) => return Err(Error::param("manifest.uuid", "must be a string")),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let m = manifest::prepare_create(&Value::Object(body), &uuid).map_err(Error::validation)?;
+        let m = manifest::prepare_create(&Value::Object(body), &uuid, self.manifest_mode())
+            .map_err(Error::validation)?;
         self.check_origin(&m)?;
         let svc = self.clone();
         let input = json!({"dataset": req.dataset, "incremental": req.incremental, "compression": req.compression, "send_compressed": req.send_compressed, "manifest": req.manifest});
@@ -260,7 +261,7 @@ impl Service {
         m.insert("files".into(), json!([{"sha1": d.sha1, "size": d.size, "compression": req.compression, "digest": format!("sha256:{}", d.sha256)}]));
         m.insert("published_at".into(), json!(crate::time::now_timestamp()));
         m.insert("state".into(), json!("active"));
-        let errors = manifest::validate(&m);
+        let errors = manifest::validate_as(&m, self.manifest_mode());
         if !errors.is_empty() {
             return Err(Error::validation(errors));
         }
@@ -393,7 +394,7 @@ impl Service {
             }
         } else {
             // Validate now, so a bad manifest is a 422 and not a failed task.
-            manifest::prepare_import(&m, &uuid).map_err(Error::validation)?;
+            manifest::prepare_import(&m, &uuid, self.manifest_mode()).map_err(Error::validation)?;
         }
         // The request is well-formed; now the pool it installs into.
         self.zfs.available()?;
@@ -457,7 +458,8 @@ impl Service {
             .finish()
             .map_err(|e| Error::io("writing the image file", e))?;
         check_sealed(uuid, &sealed, p)?;
-        let mut manifest = manifest::prepare_import(m, uuid).map_err(Error::validation)?;
+        let mut manifest =
+            manifest::prepare_import(m, uuid, self.manifest_mode()).map_err(Error::validation)?;
         if !manifest.contains_key("published_at") {
             manifest.insert("published_at".into(), json!(crate::time::now_timestamp()));
         }

@@ -73,6 +73,17 @@ pub struct Service {
     recovering: std::sync::atomic::AtomicBool,
 }
 
+/// The manifest validation rules of a config's IMGAPI `mode`.
+pub fn manifest_mode_of(config: &Config) -> crate::manifest::Mode {
+    use crate::config::ImgapiMode;
+    use crate::manifest::Mode;
+    match config.imgapi.mode {
+        ImgapiMode::Dc => Mode::Dc,
+        ImgapiMode::Public => Mode::Public,
+        ImgapiMode::Private => Mode::Private,
+    }
+}
+
 impl Service {
     /// Opens the store under the config's data dir.
     ///
@@ -138,6 +149,12 @@ impl Service {
 
     pub fn limits(&self) -> Limits {
         self.config.read().unwrap().limits.clone()
+    }
+
+    /// The manifest validation rules of the configured IMGAPI `mode`
+    /// (`[imgapi] mode`).
+    pub fn manifest_mode(&self) -> crate::manifest::Mode {
+        manifest_mode_of(&self.config.read().unwrap())
     }
 
     /// Replaces the live config (SIGHUP).

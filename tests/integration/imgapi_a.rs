@@ -212,3 +212,138 @@ fn installed_zvol_image_is_not_mounted() {
     destroy(&ds);
     destroy(&vol);
 }
+
+// ---- item 10: IMGAPI's validation modes ----------------------------------------
+
+/// The errors[] of a ValidationFailed answer as (field, code) pairs.
+fn field_codes(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors[] in {v}"))
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().to_string(),
+                e["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn manifest(extra: serde_json::Value) -> serde_json::Value {
+    let mut m =
+        json!({"name": "modes", "version": "1.0.0", "type": "zone-dataset", "os": "smartos"});
+    for (k, v) in extra.as_object().unwrap() {
+        m[k] = v.clone();
+    }
+    m
+}
+
+/// The default mode is dc: private and public images side by side.
+#[test]
+fn dc_mode_is_the_default_and_takes_private_and_public_images() {
+    let d = Daemon::start();
+    let private = d
+        .post_json("/images", &manifest(json!({})))
+        .expect(200, None);
+    assert_eq!(private["public"], false);
+    let public = d
+        .post_json("/images", &manifest(json!({"public": true})))
+        .expect(200, None);
+    assert_eq!(public["public"], true);
+    // An imported image keeps its owner in dc mode.
+    let uuid = "4c9a2b6e-5e6a-4b8e-9d43-2d0f1c3a7b11";
+    let owner = "930896af-bf8c-48d4-885c-6573a94b1853";
+    let m = d
+        .post_json(
+            &format!("/images/{uuid}?action=import"),
+            &manifest(json!({"uuid": uuid, "owner": owner})),
+        )
+        .expect(200, None);
+    assert_eq!(m["owner"], owner);
+}
+
+/// `[imgapi] mode = "public"`: every image must be public (IMGAPI answers
+/// 422 ValidationFailed, `public` Invalid, "private images are not allowed
+/// on a public Images API"), and imports lose their owner.
+#[test]
+fn public_mode_refuses_private_images() {
+    let d = Daemon::start_config("[imgapi]\nmode = \"public\"\n");
+    let e = d
+        .post_json("/images", &manifest(json!({})))
+        .expect(422, Some("ValidationFailed"));
+    assert_eq!(field_codes(&e), [("public".into(), "Invalid".into())]);
+    assert!(
+        e["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("private images are not allowed on a public Images API"),
+        "{e}"
+    );
+    let img = d
+        .post_json("/images", &manifest(json!({"public": true})))
+        .expect(200, None);
+    let uuid = img["uuid"].as_str().unwrap();
+    // Nothing was stored by the refused request.
+    let list = d.get("/images?state=all").expect(200, None);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    // An update cannot make it private.
+    let e = d
+        .post_json(
+            &format!("/images/{uuid}?action=update"),
+            &json!({"public": false}),
+        )
+        .expect(422, Some("ValidationFailed"));
+    assert_eq!(field_codes(&e), [("public".into(), "Invalid".into())]);
+    // Import: the owner is reset to IMGAPI's unset owner.
+    let other = "5d0b3c7f-6f7b-4c9f-8e54-3e1f2d4b8c22";
+    let m = d
+        .post_json(
+            &format!("/images/{other}?action=import"),
+            &manifest(json!({"uuid": other, "public": true,
+                             "owner": "930896af-bf8c-48d4-885c-6573a94b1853"})),
+        )
+        .expect(200, None);
+    assert_eq!(m["owner"], "00000000-0000-0000-0000-000000000000");
+}
+
+/// `[imgapi] mode = "private"`: no image may be public.
+#[test]
+fn private_mode_refuses_public_images() {
+    let d = Daemon::start_config("[imgapi]\nmode = \"private\"\n");
+    let e = d
+        .post_json("/images", &manifest(json!({"public": true})))
+        .expect(422, Some("ValidationFailed"));
+    assert_eq!(field_codes(&e), [("public".into(), "Invalid".into())]);
+    assert!(
+        e["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("public images are not allowed on a private Images API"),
+        "{e}"
+    );
+    d.post_json("/images", &manifest(json!({})))
+        .expect(200, None);
+}
+
+/// A mode that is none of IMGAPI's three stops the daemon at start, naming
+/// the value.
+#[test]
+fn unknown_mode_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[imgapi]\nmode = \"open\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("open") && err.contains("mode"), "{err}");
+}
