@@ -45,6 +45,7 @@ pub struct Config {
     /// as an IMGAPI configured without them (no `GET /channels`, `?channel=`
     /// ignored). Otherwise one of them must be the default.
     pub channels: Vec<ChannelConfig>,
+    pub imgapi: ImgapiConfig,
 }
 
 /// One IMGAPI channel (sdc-imgapi `config.channels[]`).
@@ -58,6 +59,28 @@ pub struct ChannelConfig {
     /// one a request without `?channel=` looks in. Exactly one channel has it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
+}
+
+/// How the IMGAPI dialect behaves where IMGAPI's own config decides.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImgapiConfig {
+    /// IMGAPI's `mode`: which manifest validation rules apply.
+    pub mode: ImgapiMode,
+}
+
+/// IMGAPI's config `mode` (sdc-imgapi `lib/config.js`): `dc` for a
+/// datacenter's own images (owners, private and public images side by side,
+/// as a headnode IMGAPI runs), `public` for a public image repository
+/// (every image public), `private` for a private repository (no image
+/// public).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImgapiMode {
+    #[default]
+    Dc,
+    Public,
+    Private,
 }
 
 /// One remote image source.
@@ -272,6 +295,7 @@ impl Default for Config {
             sources: Vec::new(),
             peer: PeerConfig::default(),
             channels: Vec::new(),
+            imgapi: ImgapiConfig::default(),
         }
     }
 }
@@ -596,5 +620,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/imgstore.toml"), "{err}");
+    }
+
+    #[test]
+    fn imgapi_mode_is_dc_by_default_and_one_of_three() {
+        assert_eq!(Config::default().imgapi.mode, ImgapiMode::Dc);
+        for (text, mode) in [
+            ("dc", ImgapiMode::Dc),
+            ("public", ImgapiMode::Public),
+            ("private", ImgapiMode::Private),
+        ] {
+            let c = Config::parse(&format!("[imgapi]\nmode = \"{text}\"")).unwrap();
+            assert_eq!(c.imgapi.mode, mode);
+        }
+        let e = Config::parse("[imgapi]\nmode = \"open\"").unwrap_err();
+        assert!(e.to_string().contains("open"), "{e}");
     }
 }

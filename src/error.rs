@@ -130,6 +130,14 @@ pub enum Error {
     DatasetHasNoOrigin(String),
     #[error("{0}")]
     UncompressionError(String),
+    /// An installed filesystem could not be mounted (the install was
+    /// undone); the message names the dataset, the source is zfs's answer.
+    #[error("{message}")]
+    MountFailed {
+        message: String,
+        #[source]
+        source: crate::zfs::ZfsError,
+    },
     #[error("{0}")]
     NotSupported(String),
     /// No source offers the image (imgadm's ImageNotFound).
@@ -211,6 +219,7 @@ impl Error {
             Error::UnexpectedNumberOfSnapshots(_) => "UnexpectedNumberOfSnapshots",
             Error::DatasetHasNoOrigin(_) => "DatasetHasNoOrigin",
             Error::UncompressionError(_) => "UncompressionError",
+            Error::MountFailed { .. } => "MountFailed",
             Error::NotSupported(_) => "NotSupported",
             Error::ImageNotFound(_) => "ImageNotFound",
             Error::OriginNotFoundInSource(_) => "OriginNotFoundInSource",

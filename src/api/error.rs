@@ -40,7 +40,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
         Error::TooManyTasks(_) => StatusCode::TOO_MANY_REQUESTS,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Internal(_) | Error::MountFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         Error::Cancelled(_) => StatusCode::CONFLICT,
         Error::ImageNotInstalled { .. } => StatusCode::NOT_FOUND,
         Error::ChecksumMismatch(_)
@@ -216,6 +216,14 @@ mod tests {
             ),
             (Error::DatasetHasNoOrigin(s()), "DatasetHasNoOrigin", 422),
             (Error::UncompressionError(s()), "UncompressionError", 422),
+            (
+                Error::MountFailed {
+                    message: s(),
+                    source: ZfsError::DatasetNotFound { name: s() },
+                },
+                "MountFailed",
+                500,
+            ),
             (Error::NotSupported(s()), "NotSupported", 422),
             (Error::ImageNotFound(s()), "ImageNotFound", 404),
             (

@@ -391,8 +391,9 @@ pub struct CreateArgs {
     /// A JSON file with manifest fields (name, version, os, type, ...).
     #[arg(short = 'm', long = "manifest", value_name = "FILE")]
     pub manifest: Option<PathBuf>,
-    /// Compression of the image file.
-    #[arg(short = 'c', long = "compression", value_parser = ["none", "gzip", "bzip2", "xz", "zstd"])]
+    /// Compression of the image file [default: gzip, on every core]. zstd
+    /// is imgstore-to-imgstore only: imgadm and IMGAPI cannot install it.
+    #[arg(short = 'c', long = "compression", value_name = "COMPRESSION", value_parser = ["none", "gzip", "bzip2", "xz", "zstd"])]
     pub compression: Option<String>,
     /// An incremental image: only the changes since the origin image.
     #[arg(short = 'i', long = "incremental")]

@@ -8,7 +8,7 @@
 
 use super::text::{clip, parse_count};
 use super::v1::upgrade_v1;
-use super::validate::validate;
+use super::validate::{validate_as, Mode};
 use super::{canonical_order, FieldError, Manifest, MANIFEST_VERSION, MUTABLE_FIELDS, NIL_UUID};
 use serde_json::Value;
 
@@ -46,7 +46,7 @@ const STRING_BOOL_FIELDS: &[&str] = &["public", "disabled", "generate_passwords"
 /// Every problem found: the `NotAllowed` fields first, then [`validate`]'s
 /// findings on the rest. A body that is not an object gives the single error
 /// `{field: "", code: "Invalid", message: "manifest must be a JSON object"}`.
-pub fn prepare_create(body: &Value, uuid: &str) -> Result<Manifest, Vec<FieldError>> {
+pub fn prepare_create(body: &Value, uuid: &str, mode: Mode) -> Result<Manifest, Vec<FieldError>> {
     let mut m = body_object(body)?;
     let mut errs = Vec::new();
     for &field in CREATE_NOT_ALLOWED {
@@ -60,7 +60,7 @@ pub fn prepare_create(body: &Value, uuid: &str) -> Result<Manifest, Vec<FieldErr
     m.insert("uuid".into(), Value::from(uuid));
     m.insert("state".into(), Value::from("unactivated"));
     apply_defaults(&mut m);
-    finish(m, errs)
+    finish(m, errs, mode)
 }
 
 /// AdminImportImage (`POST /images/:uuid?action=import`): build the manifest
@@ -79,10 +79,18 @@ pub fn prepare_create(body: &Value, uuid: &str) -> Result<Manifest, Vec<FieldErr
 /// placeholders are never imported. Nulls, defaults and normalisation as in
 /// [`prepare_create`].
 ///
+/// Outside [`Mode::Dc`] the owner becomes [`NIL_UUID`] whatever the body
+/// says, as IMGAPI's import does where it has no user database
+/// (sdc-imgapi `apiAdminImportImage` `handleOwner`, IMGAPI-408).
+///
 /// # Errors
 /// Every problem found, including a `Missing`/`Invalid` `uuid` for a missing
 /// or mismatched body uuid (validation then proceeds with `path_uuid`).
-pub fn prepare_import(body: &Value, path_uuid: &str) -> Result<Manifest, Vec<FieldError>> {
+pub fn prepare_import(
+    body: &Value,
+    path_uuid: &str,
+    mode: Mode,
+) -> Result<Manifest, Vec<FieldError>> {
     let mut m = upgrade_v1(&body_object(body)?);
     let mut errs = Vec::new();
     match m.get("uuid") {
@@ -115,8 +123,11 @@ pub fn prepare_import(body: &Value, path_uuid: &str) -> Result<Manifest, Vec<Fie
     m.insert("uuid".into(), Value::from(path_uuid));
     m.insert("state".into(), Value::from("unactivated"));
     m.insert("disabled".into(), Value::Bool(false));
+    if matches!(mode, Mode::Public | Mode::Private) {
+        m.insert("owner".into(), Value::from(NIL_UUID));
+    }
     apply_defaults(&mut m);
-    finish(m, errs)
+    finish(m, errs, mode)
 }
 
 /// `?action=update`: apply `changes` (a JSON object) to `current`.
@@ -130,7 +141,11 @@ pub fn prepare_import(body: &Value, path_uuid: &str) -> Result<Manifest, Vec<Fie
 /// `NotAllowed` for each field that may not be updated, plus [`validate`]'s
 /// findings on the merged result. `changes` that is not an object, or is
 /// empty, gives a single error on field `""`.
-pub fn apply_update(current: &Manifest, changes: &Value) -> Result<Manifest, Vec<FieldError>> {
+pub fn apply_update(
+    current: &Manifest,
+    changes: &Value,
+    mode: Mode,
+) -> Result<Manifest, Vec<FieldError>> {
     let Some(changes) = changes.as_object() else {
         return Err(vec![FieldError::invalid(
             "",
@@ -157,7 +172,7 @@ pub fn apply_update(current: &Manifest, changes: &Value) -> Result<Manifest, Vec
             m.insert(key.clone(), value.clone());
         }
     }
-    finish(m, errs)
+    finish(m, errs, mode)
 }
 
 /// The body as an owned map with `null` members dropped, or the one error for
@@ -189,11 +204,16 @@ fn apply_defaults(m: &mut Manifest) {
     }
 }
 
-/// Normalise, validate, and return the manifest in canonical order unless
-/// `errs` (earlier findings) or validation found anything.
-fn finish(mut m: Manifest, mut errs: Vec<FieldError>) -> Result<Manifest, Vec<FieldError>> {
+/// Normalise, validate with `mode`'s rules, and return the manifest in
+/// canonical order unless `errs` (earlier findings) or validation found
+/// anything.
+fn finish(
+    mut m: Manifest,
+    mut errs: Vec<FieldError>,
+    mode: Mode,
+) -> Result<Manifest, Vec<FieldError>> {
     normalise(&mut m);
-    errs.extend(validate(&m));
+    errs.extend(validate_as(&m, mode));
     if errs.is_empty() {
         Ok(canonical_order(m))
     } else {
@@ -225,8 +245,41 @@ fn normalise(m: &mut Manifest) {
 mod tests {
     use super::*;
     use crate::manifest::fixtures::*;
-    use crate::manifest::FIELDS;
+    use crate::manifest::{validate, FIELDS};
     use serde_json::json;
+
+    #[test]
+    fn public_and_private_modes_judge_public_and_reset_imported_owners() {
+        let body = create_body();
+        let errs = prepare_create(&body, UUID, Mode::Public).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].field.as_str(), errs[0].code.as_str()),
+            ("public", "Invalid")
+        );
+        assert!(errs[0]
+            .message
+            .contains("private images are not allowed on a public Images API"));
+        let mut public = body.clone();
+        public["public"] = json!(true);
+        prepare_create(&public, UUID, Mode::Public).unwrap();
+        prepare_create(&body, UUID, Mode::Private).unwrap();
+        let errs = prepare_create(&public, UUID, Mode::Private).unwrap_err();
+        assert!(errs[0]
+            .message
+            .contains("public images are not allowed on a private Images API"));
+        // Import: the owner is the source's in dc mode, unset otherwise.
+        let mut import = public.clone();
+        import["uuid"] = json!(UUID);
+        import["owner"] = json!(OWNER);
+        let m = prepare_import(&import, UUID, Mode::Dc).unwrap();
+        assert_eq!(m["owner"], OWNER);
+        let m = prepare_import(&import, UUID, Mode::Public).unwrap();
+        assert_eq!(m["owner"], NIL_UUID);
+        // An update may not make an image what the mode refuses.
+        let errs = apply_update(&m, &json!({"public": false}), Mode::Public).unwrap_err();
+        assert_eq!(errs[0].field, "public");
+    }
 
     // ---- CreateImage
 
@@ -236,7 +289,7 @@ mod tests {
 
     #[test]
     fn create_fills_defaults_and_server_fields() {
-        let m = prepare_create(&create_body(), UUID).unwrap();
+        let m = prepare_create(&create_body(), UUID, Mode::Dc).unwrap();
         assert_eq!(
             Value::Object(m.clone()),
             json!({
@@ -266,7 +319,7 @@ mod tests {
             "requirements": {"min_ram": 512}, "v": 2
         });
         body.as_object_mut().unwrap().extend(obj(extra));
-        let m = prepare_create(&body, UUID).unwrap();
+        let m = prepare_create(&body, UUID, Mode::Dc).unwrap();
         assert_eq!(m["owner"], json!(OWNER));
         assert_eq!(m["public"], json!(true));
         assert_eq!(m["disabled"], json!(false));
@@ -278,7 +331,7 @@ mod tests {
         let zvol_body = json!({"name": "z", "version": "1", "type": "zvol", "os": "linux",
             "nic_driver": "virtio", "disk_driver": "virtio", "cpu_type": "host",
             "image_size": "16384"});
-        let m = prepare_create(&zvol_body, UUID).unwrap();
+        let m = prepare_create(&zvol_body, UUID, Mode::Dc).unwrap();
         assert_eq!(m["image_size"], json!(16384));
     }
 
@@ -290,7 +343,7 @@ mod tests {
             "files": [], "activated": true, "icon": true, "expires_at": "2030-01-01T00:00:00Z",
             "urn": "sdc:x"
         })));
-        let errs = prepare_create(&body, UUID).unwrap_err();
+        let errs = prepare_create(&body, UUID, Mode::Dc).unwrap_err();
         let expected: Vec<(&str, &str)> = CREATE_NOT_ALLOWED
             .iter()
             .map(|f| (*f, "NotAllowed"))
@@ -306,7 +359,7 @@ mod tests {
     fn create_reports_every_error_together() {
         let body = json!({"state": "active", "name": "a:b", "type": "vm", "os": "smartos",
                           "public": "maybe", "frob": 1});
-        let errs = prepare_create(&body, "NOT-A-UUID").unwrap_err();
+        let errs = prepare_create(&body, "NOT-A-UUID", Mode::Dc).unwrap_err();
         assert_eq!(
             codes(&errs),
             pairs(&[
@@ -329,8 +382,8 @@ mod tests {
             message: "manifest must be a JSON object".into(),
         }];
         for body in [json!([]), json!("x"), Value::Null, json!(1)] {
-            assert_eq!(prepare_create(&body, UUID).unwrap_err(), expected);
-            assert_eq!(prepare_import(&body, UUID).unwrap_err(), expected);
+            assert_eq!(prepare_create(&body, UUID, Mode::Dc).unwrap_err(), expected);
+            assert_eq!(prepare_import(&body, UUID, Mode::Dc).unwrap_err(), expected);
         }
     }
 
@@ -349,7 +402,7 @@ mod tests {
         body["disabled"] = json!(true);
         body["state"] = json!("disabled");
         body["activated"] = json!(true);
-        let m = prepare_import(&body, UUID).unwrap();
+        let m = prepare_import(&body, UUID, Mode::Dc).unwrap();
         assert_eq!(m["state"], json!("unactivated"));
         assert_eq!(m["disabled"], json!(false));
         assert_eq!(m["published_at"], body["published_at"]);
@@ -367,7 +420,7 @@ mod tests {
     fn import_defaults_like_create() {
         let body = json!({"uuid": UUID, "name": "foo", "version": "1.0", "type": "zone-dataset",
                           "os": "smartos", "public": "true"});
-        let m = prepare_import(&body, UUID).unwrap();
+        let m = prepare_import(&body, UUID, Mode::Dc).unwrap();
         assert_eq!(m["v"], json!(2));
         assert_eq!(m["owner"], json!(NIL_UUID));
         assert_eq!(m["public"], json!(true));
@@ -384,18 +437,18 @@ mod tests {
         for (uuid, path, expected) in cases {
             let mut body = export();
             body["uuid"] = uuid;
-            let errs = prepare_import(&body, path).unwrap_err();
+            let errs = prepare_import(&body, path, Mode::Dc).unwrap_err();
             assert_eq!(codes(&errs), pairs(&expected), "{errs:?}");
         }
         let mut body = export();
         body.as_object_mut().unwrap().remove("uuid");
-        let errs = prepare_import(&body, UUID).unwrap_err();
+        let errs = prepare_import(&body, UUID, Mode::Dc).unwrap_err();
         assert_eq!(codes(&errs), pairs(&[("uuid", "Missing")]));
         assert!(errs[0].message.contains(UUID));
 
         let mut body = export();
         body["uuid"] = json!(ORIGIN);
-        let errs = prepare_import(&body, UUID).unwrap_err();
+        let errs = prepare_import(&body, UUID, Mode::Dc).unwrap_err();
         assert!(errs[0].message.contains("does not match"), "{errs:?}");
     }
 
@@ -406,7 +459,7 @@ mod tests {
         body["name"] = json!("a:b");
         // Dropped, so never judged.
         body["files"] = json!([{"sha1": "x"}]);
-        let errs = prepare_import(&body, UUID).unwrap_err();
+        let errs = prepare_import(&body, UUID, Mode::Dc).unwrap_err();
         assert_eq!(
             codes(&errs),
             pairs(&[("expires_at", "NotAllowed"), ("name", "Invalid")])
@@ -422,7 +475,7 @@ mod tests {
             "files": [{"path": "foo.zfs.gz", "sha1": SHA1, "size": 10,
                        "url": "https://x/foo.zfs.gz"}]
         });
-        let m = prepare_import(&body, UUID).unwrap();
+        let m = prepare_import(&body, UUID, Mode::Dc).unwrap();
         assert_eq!(m["owner"], json!(OWNER));
         assert_eq!(m["public"], json!(true));
         assert_eq!(m["state"], json!("unactivated"));
@@ -440,7 +493,7 @@ mod tests {
         let current = active_zone();
         let changes = json!({"description": "new", "homepage": null, "tags": {"x": 1},
                              "name": "renamed", "public": "false"});
-        let m = apply_update(&current, &changes).unwrap();
+        let m = apply_update(&current, &changes, Mode::Dc).unwrap();
         assert_eq!(m["description"], json!("new"));
         assert!(!m.contains_key("homepage"));
         assert_eq!(m["tags"], json!({"x": 1}));
@@ -472,12 +525,17 @@ mod tests {
             "activated",
             "bogus",
         ] {
-            let errs = apply_update(&minimal(), &json!({ field: null })).unwrap_err();
+            let errs = apply_update(&minimal(), &json!({ field: null }), Mode::Dc).unwrap_err();
             assert_eq!(codes(&errs), pairs(&[(field, "NotAllowed")]), "{field}");
             assert!(errs[0].message.contains("cannot be changed"), "{errs:?}");
         }
         // Mixed: the refused field and the validation failure are both reported.
-        let errs = apply_update(&minimal(), &json!({"uuid": ORIGIN, "name": "a:b"})).unwrap_err();
+        let errs = apply_update(
+            &minimal(),
+            &json!({"uuid": ORIGIN, "name": "a:b"}),
+            Mode::Dc,
+        )
+        .unwrap_err();
         assert_eq!(
             codes(&errs),
             pairs(&[("uuid", "NotAllowed"), ("name", "Invalid")])
@@ -515,21 +573,21 @@ mod tests {
             ),
         ];
         for (current, changes, expected) in cases {
-            let errs = apply_update(&current, &changes).unwrap_err();
+            let errs = apply_update(&current, &changes, Mode::Dc).unwrap_err();
             assert_eq!(codes(&errs), pairs(&expected), "{changes}");
         }
         // Deleting an optional field and fixing a zvol are fine.
-        assert!(apply_update(&zvol(), &json!({"requirements": null})).is_ok());
-        let m = apply_update(&zvol(), &json!({"image_size": "20480"})).unwrap();
+        assert!(apply_update(&zvol(), &json!({"requirements": null}), Mode::Dc).is_ok());
+        let m = apply_update(&zvol(), &json!({"image_size": "20480"}), Mode::Dc).unwrap();
         assert_eq!(m["image_size"], json!(20480));
     }
 
     #[test]
     fn update_needs_a_nonempty_object() {
-        let errs = apply_update(&minimal(), &json!([])).unwrap_err();
+        let errs = apply_update(&minimal(), &json!([]), Mode::Dc).unwrap_err();
         assert_eq!(codes(&errs), pairs(&[("", "Invalid")]));
         assert_eq!(errs[0].message, "update must be a JSON object");
-        let errs = apply_update(&minimal(), &json!({})).unwrap_err();
+        let errs = apply_update(&minimal(), &json!({}), Mode::Dc).unwrap_err();
         assert_eq!(codes(&errs), pairs(&[("", "Missing")]));
     }
 }

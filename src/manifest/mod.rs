@@ -5,7 +5,9 @@
 //! - the field schema: which top-level fields exist, their JSON types, limits,
 //!   and the cross-field rules (zvol-only fields, `published_at`/`files` once
 //!   activated, `type:"null"` only for placeholders, ...), applied by
-//!   [`validate()`];
+//!   [`validate()`], and IMGAPI's validation modes ([`Mode`]: minimal, dc,
+//!   public, private, as node-imgmanifest's `validate*Manifest` apply them)
+//!   by [`validate_as`];
 //! - the three ways a manifest is built from a request body: CreateImage
 //!   ([`prepare_create`]), AdminImportImage ([`prepare_import`]) and
 //!   `?action=update` ([`apply_update`]), i.e. which fields a client may set,
@@ -26,7 +28,8 @@
 //!   value lists, [`FileEntry`]) and the canonical field order. Everything
 //!   the submodules offer is re-exported here, so callers write
 //!   `crate::manifest::X` and never name a submodule;
-//! - `validate.rs`: [`validate()`] and the rule for each field;
+//! - `validate.rs`: [`validate()`], [`validate_as`] and [`Mode`], and the
+//!   rule for each field;
 //! - `build.rs`: [`prepare_create`], [`prepare_import`], [`apply_update`];
 //! - `v1.rs`: [`upgrade_v1`];
 //! - `text.rs`: hand-written character-class and number checks (no regex
@@ -37,6 +40,9 @@
 //! `name`/`version` mutable, `type` immutable). A manifest is stored exactly in
 //! the form it is output, so unlike IMGAPI's raw records there is no
 //! `activated` (it is `state` ∈ {active, disabled}) and `icon` is a boolean.
+//! The validator still understands a raw `activated` (a boolean or its
+//! string), so that a manifest in IMGAPI's raw form gets node-imgmanifest's
+//! verdict; it is never stored.
 //!
 //! Deliberately stricter than node-imgmanifest, because a manifest we accept
 //! is one we must later serve and install:
@@ -64,7 +70,7 @@ mod validate;
 pub use build::{apply_update, prepare_create, prepare_import};
 pub use text::{format_timestamp, is_uuid};
 pub use v1::upgrade_v1;
-pub use validate::validate;
+pub use validate::{validate, validate_as, Mode};
 
 use serde_json::{Map, Value};
 
@@ -164,6 +170,10 @@ pub const OSES: &[&str] = &["smartos", "linux", "windows", "bsd", "illumos", "ot
 
 /// Values of `files[].compression`. `zstd` is our addition to IMGAPI's four.
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "bzip2", "xz", "zstd"];
+
+/// The compressions IMGAPI and imgadm know (node-imgmanifest
+/// `VALID_FILE_COMPRESSIONS`): [`COMPRESSIONS`] without `zstd`.
+pub const IMGAPI_COMPRESSIONS: &[&str] = &["none", "gzip", "bzip2", "xz"];
 
 /// Fields `?action=update` may change (imgmanifest `fields[].mutable`, less
 /// `channels`, which has its own `channel-add` action). Everything else is

@@ -15,10 +15,41 @@ use super::text::{
 use super::{FieldError, Manifest, COMPRESSIONS, FIELDS, MANIFEST_VERSION, OSES, STATES, TYPES};
 use serde_json::Value;
 
-/// Always required in a stored manifest.
+/// Always required in a stored manifest (every mode but [`Mode::Minimal`]).
 pub(super) const REQUIRED_FIELDS: &[&str] = &[
     "v", "uuid", "owner", "name", "version", "type", "os", "state", "disabled", "public",
 ];
+
+/// Required in [`Mode::Minimal`] (node-imgmanifest `validateMinimalManifest`:
+/// what `imgadm install` and `imgadm create` need).
+pub(super) const MINIMAL_FIELDS: &[&str] = &["v", "uuid", "name", "version", "type", "os"];
+
+/// IMGAPI's raw `activated` flag. The stored form carries it in `state`
+/// (`active` and `disabled` are activated), so it is never stored; a
+/// manifest in IMGAPI's raw form (as node-imgmanifest validates it) may
+/// carry it, a boolean or `"true"`/`"false"`.
+const ACTIVATED: &str = "activated";
+
+/// The rule sets of node-imgmanifest, chosen as IMGAPI chooses them from
+/// its config `mode` (sdc-imgapi `lib/images.js` `validateAndNormalize`):
+/// `public` and `private` validate every image with their own rules, `dc`
+/// with the DC rules except `state: "creating"` placeholders, which get the
+/// minimal ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `validateMinimalManifest`: only `v`, `uuid`, `name`, `version`,
+    /// `type`, `os` are required; nothing depends on activation or on
+    /// `type: "zvol"`.
+    Minimal,
+    /// `validateDcManifest`: also `owner`, `state`, `disabled`, `public`,
+    /// `activated` (or a `state` implying it) required; `published_at` and
+    /// `files` once activated; the zvol fields for zvol images.
+    Dc,
+    /// `validatePublicManifest`: the DC rules, and `public` must be true.
+    Public,
+    /// `validatePrivateManifest`: the DC rules, and `public` must be false.
+    Private,
+}
 
 /// Required when `type` is `zvol` and refused otherwise: they describe the
 /// virtual hardware a zvol image boots on, meaningless for a zone dataset.
@@ -32,15 +63,29 @@ const MAX_BILLING_TAG_LEN: usize = 128;
 const MAX_TAGS_JSON_LEN: usize = 100 * 1024;
 const MAX_FILES: usize = 1;
 
-/// Validate a complete manifest as stored and output by the server.
+/// Validate a complete manifest as stored and output by the server, with
+/// the DC rules ([`Mode::Dc`]); see [`validate_as`].
+pub fn validate(m: &Manifest) -> Vec<FieldError> {
+    validate_as(m, Mode::Dc)
+}
+
+/// Validate a manifest with the rules of `mode`.
 ///
 /// Returns every problem found, in field order (see `FIELDS`), then one
 /// `Invalid` per unsupported field; an empty vector means the manifest is
 /// valid. Rules that depend on another field (`state`, `type`) are only
 /// applied when that field holds a known value, so a typo in `type` yields
-/// one error rather than a cascade.
-pub fn validate(m: &Manifest) -> Vec<FieldError> {
-    let ctx = Ctx::of(m);
+/// one error rather than a cascade. The rules stricter than
+/// node-imgmanifest (see the module doc of [`crate::manifest`]) apply in
+/// every mode.
+pub fn validate_as(m: &Manifest, mode: Mode) -> Vec<FieldError> {
+    // IMGAPI's dc mode validates create-from-vm placeholders minimally.
+    let mode = if mode == Mode::Dc && m.get("state").and_then(Value::as_str) == Some("creating") {
+        Mode::Minimal
+    } else {
+        mode
+    };
+    let ctx = Ctx::of(m, mode);
     let mut errs = Vec::new();
     for &field in FIELDS {
         match m.get(field) {
@@ -51,9 +96,12 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
             }
             Some(value) => check_field(field, value, m, &ctx, &mut errs),
         }
+        if field == "state" {
+            check_activated(m, &ctx, &mut errs);
+        }
     }
     for key in m.keys() {
-        if !FIELDS.contains(&key.as_str()) {
+        if !FIELDS.contains(&key.as_str()) && key != ACTIVATED {
             errs.push(FieldError::invalid(
                 key,
                 format!("{key} is an unsupported field"),
@@ -65,27 +113,42 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
 
 /// The values other rules depend on, each kept only if it is itself valid.
 struct Ctx<'a> {
+    mode: Mode,
     state: Option<&'a str>,
     type_: Option<&'a str>,
+    /// IMGAPI's raw `activated`, when given as a boolean (or its string).
+    activated: Option<bool>,
 }
 
 impl<'a> Ctx<'a> {
-    fn of(m: &'a Manifest) -> Self {
+    fn of(m: &'a Manifest, mode: Mode) -> Self {
         let known = |field: &str, allowed: &[&str]| {
             m.get(field)
                 .and_then(Value::as_str)
                 .filter(|s| allowed.contains(s))
         };
         Ctx {
+            mode,
             state: known("state", STATES),
             type_: known("type", TYPES),
+            activated: m.get(ACTIVATED).and_then(bool_of),
         }
     }
 
-    /// Activated images (IMGAPI's `activated: true`) must have a file and a
-    /// publication date.
+    /// Activated images must have a file and a publication date: IMGAPI's
+    /// `activated: true` where the manifest carries it, else a `state` of
+    /// `active` or `disabled` (the stored form).
     fn activated(&self) -> bool {
-        matches!(self.state, Some("active" | "disabled"))
+        self.activated
+            .unwrap_or(matches!(self.state, Some("active" | "disabled")))
+    }
+
+    /// Why activation is named in a message.
+    fn activation(&self) -> String {
+        match self.activated {
+            Some(true) => "activated is true".to_string(),
+            _ => format!("state is \"{}\"", self.state.unwrap_or_default()),
+        }
     }
 
     /// create-from-vm placeholders have no content yet.
@@ -94,14 +157,46 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// A boolean as IMGAPI's `boolFromString` reads it.
+fn bool_of(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s == "true" => Some(true),
+        Value::String(s) if s == "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// IMGAPI's raw `activated`: a boolean when given; required (outside
+/// [`Mode::Minimal`]) unless `state`, which carries it in the stored form,
+/// is there.
+fn check_activated(m: &Manifest, ctx: &Ctx, errs: &mut Vec<FieldError>) {
+    match m.get(ACTIVATED) {
+        Some(v) if bool_of(v).is_none() => errs.push(wrong_type(ACTIVATED, "a boolean", v)),
+        Some(_) => {}
+        None if ctx.mode != Mode::Minimal && !m.contains_key("state") => {
+            errs.push(FieldError::missing(
+                ACTIVATED,
+                "activated is required (or a state, which implies it)".to_string(),
+            ));
+        }
+        None => {}
+    }
+}
+
 /// Why `field` is required in this manifest, or `None` if it is optional.
 fn required_because(field: &str, ctx: &Ctx) -> Option<String> {
+    if ctx.mode == Mode::Minimal {
+        // Nothing depends on activation or on the type in this mode.
+        return MINIMAL_FIELDS
+            .contains(&field)
+            .then(|| format!("{field} is required"));
+    }
     if REQUIRED_FIELDS.contains(&field) {
         return Some(format!("{field} is required"));
     }
     if matches!(field, "published_at" | "files") && ctx.activated() {
-        let state = ctx.state.unwrap_or_default();
-        return Some(format!("{field} is required when state is \"{state}\""));
+        return Some(format!("{field} is required when {}", ctx.activation()));
     }
     if ZVOL_FIELDS.contains(&field) && ctx.type_ == Some("zvol") {
         return Some(format!("{field} is required when type is \"zvol\""));
@@ -188,6 +283,22 @@ fn check_field(field: &str, value: &Value, m: &Manifest, ctx: &Ctx, errs: &mut V
         "disabled" | "public" | "icon" | "generate_passwords" => {
             if !value.is_boolean() {
                 errs.push(wrong_type(field, "a boolean", value));
+            } else if field == "public" {
+                match (ctx.mode, value.as_bool()) {
+                    (Mode::Public, Some(false)) => errs.push(FieldError::invalid(
+                        field,
+                        "public is false: private images are not allowed on a public Images API \
+                         ([imgapi] mode = \"public\")"
+                            .to_string(),
+                    )),
+                    (Mode::Private, Some(true)) => errs.push(FieldError::invalid(
+                        field,
+                        "public is true: public images are not allowed on a private Images API \
+                         ([imgapi] mode = \"private\")"
+                            .to_string(),
+                    )),
+                    _ => {}
+                }
             }
         }
         "published_at" | "expires_at" => {
@@ -366,10 +477,7 @@ fn check_files(value: &Value, ctx: &Ctx, errs: &mut Vec<FieldError>) {
     } else if files.is_empty() && ctx.activated() {
         errs.push(FieldError::invalid(
             "files",
-            format!(
-                "files must have an entry when state is \"{}\"",
-                ctx.state.unwrap_or_default()
-            ),
+            format!("files must have an entry when {}", ctx.activation()),
         ));
     }
     for (i, file) in files.iter().enumerate() {
@@ -477,7 +585,17 @@ fn check_requirements(value: &Value, errs: &mut Vec<FieldError>) {
                 }
             }
             "bootrom" => {
-                expect_enum(&path, v, &["bios", "uefi"], errs);
+                if let Some(b) = expect_str(&path, v, errs) {
+                    if !matches!(b, "bios" | "uefi") {
+                        errs.push(FieldError::invalid(
+                            &path,
+                            format!(
+                                "{path} has an invalid entry \"{}\" (must be one of bios, uefi)",
+                                clip(b)
+                            ),
+                        ));
+                    }
+                }
                 // Only bhyve has a selectable bootrom. imgmanifest reports a
                 // missing brand on the bootrom field, with code Missing.
                 match reqs.get("brand") {
@@ -488,7 +606,7 @@ fn check_requirements(value: &Value, errs: &mut Vec<FieldError>) {
                     Some(Value::String(b)) if b != "bhyve" => errs.push(FieldError::invalid(
                         &path,
                         format!(
-                            "{path} is not supported with brand \"{}\"; requirements.brand \
+                            "{path} is not supported with \"{}\" brand; requirements.brand \
                              must be \"bhyve\"",
                             clip(b)
                         ),
@@ -559,10 +677,12 @@ fn check_string_array(field: &str, value: &Value, max: Option<usize>, errs: &mut
 // ---- typed accessors that report a wrong JSON type
 
 fn wrong_type(field: &str, expected: &str, value: &Value) -> FieldError {
-    FieldError::invalid(
-        field,
-        format!("{field} must be {expected}, got {}", type_name(value)),
-    )
+    let mut message = format!("{field} must be {expected}, got {}", type_name(value));
+    if expected == "a boolean" {
+        // IMGAPI's boolFromString: `invalid value for "public": "proto"`.
+        message.push_str(&format!(" (invalid value {})", clip(&value.to_string())));
+    }
+    FieldError::invalid(field, message)
 }
 
 fn expect_str<'a>(field: &str, value: &'a Value, errs: &mut Vec<FieldError>) -> Option<&'a str> {
@@ -773,6 +893,8 @@ mod tests {
             &[
                 ("owner", "Missing"),
                 ("state", "Missing"),
+                // IMGAPI's raw flag, which the stored form keeps in state.
+                ("activated", "Missing"),
                 ("disabled", "Missing"),
                 ("public", "Missing"),
             ],
@@ -1181,13 +1303,14 @@ mod tests {
 
         let path = "requirements.bootrom";
         let bootrom = |r: Value| set(zvol(), "requirements", r);
-        let msg = "requirements.bootrom must be one of bios, uefi";
+        let msg =
+            r#"requirements.bootrom has an invalid entry "/some/path" (must be one of bios, uefi)"#;
         let m = bootrom(json!({"brand": "bhyve", "bootrom": "/some/path"}));
         rejects("bootrom value", m, &inv(path), msg);
         let msg = r#"requirements.bootrom requires requirements.brand to be "bhyve""#;
         let m = bootrom(json!({"bootrom": "uefi"}));
         rejects("no brand", m, &[(path, "Missing")], msg);
-        let msg = r#"requirements.bootrom is not supported with brand "kvm""#;
+        let msg = r#"requirements.bootrom is not supported with "kvm" brand"#;
         let m = bootrom(json!({"brand": "kvm", "bootrom": "uefi"}));
         rejects("kvm", m, &inv(path), msg);
         let m = bootrom(json!({"brand": "kvm", "bootrom": "bad"}));
@@ -1351,66 +1474,379 @@ mod tests {
         let m = with(
             minimal(),
             &[
-                ("activated", Some(json!(true))),
+                ("restricted_to_uuid", Some(json!(OWNER))),
                 ("creator_uuid", Some(json!(OWNER))),
             ],
         );
         rejects(
             "unknown",
             m,
-            &[("activated", "Invalid"), ("creator_uuid", "Invalid")],
-            "activated is an unsupported field",
+            &[
+                ("restricted_to_uuid", "Invalid"),
+                ("creator_uuid", "Invalid"),
+            ],
+            "restricted_to_uuid is an unsupported field",
         );
     }
 
-    /// Cases ported from node-imgmanifest `test/basics.test.js`, translated
-    /// to our stored form (`activated` becomes `state`), with the expected
-    /// errors IMGAPI gives (`MissingParameter` is our `Missing`).
+    /// IMGAPI's raw `activated` (never stored: `state` carries it) is a
+    /// boolean or its string, and once true asks for a file and a date.
     #[test]
-    fn imgmanifest_corpus() {
-        let dc = || {
-            obj(json!({
-                "v": 2, "uuid": UUID, "urn": "booga:booga", "name": "foo",
-                "version": "1.2.3", "public": true, "type": "zone-dataset",
-                "os": "smartos", "owner": OWNER, "disabled": false, "state": "unactivated"
-            }))
+    fn activated_is_imgapis_raw_flag() {
+        accepts("activated false", set(minimal(), "activated", json!(false)));
+        accepts(
+            "activated \"false\"",
+            set(minimal(), "activated", json!("false")),
+        );
+        rejects(
+            "activated yes",
+            set(minimal(), "activated", json!("yes")),
+            &inv("activated"),
+            "activated must be a boolean, got string (invalid value \"yes\")",
+        );
+        rejects(
+            "activated, unpublished",
+            set(minimal(), "activated", json!(true)),
+            &[("published_at", "Missing"), ("files", "Missing")],
+            "published_at is required when activated is true",
+        );
+        // Minimal mode requires neither, nor the stored-form fields.
+        let m = with(
+            minimal(),
+            &[
+                ("activated", Some(json!(true))),
+                ("owner", None),
+                ("state", None),
+            ],
+        );
+        assert_eq!(validate_as(&m, Mode::Minimal), vec![]);
+        // A create-from-vm placeholder in dc mode is validated minimally.
+        let m = with(
+            minimal(),
+            &[("state", Some(json!("creating"))), ("owner", None)],
+        );
+        assert_eq!(validate_as(&m, Mode::Dc), vec![]);
+        assert_eq!(
+            codes(&validate_as(&m, Mode::Private)),
+            pairs(&[("owner", "Missing")])
+        );
+    }
+
+    /// node-imgmanifest's own table (`test/basics.test.js`: MINIMAL_,
+    /// DC_, OPTIONAL_, PUBLIC_ and PRIVATE_VALIDATIONS, 29 cases), each run
+    /// in the mode its reference function stands for, as given (IMGAPI's raw
+    /// form, `activated` included). Each must get the reference's verdict and
+    /// exactly its (field, code) errors, in any order, and a message with
+    /// what the reference's message pattern asks for (`.` there is `"`).
+    #[test]
+    fn imgmanifest_corpus_agrees_in_every_mode() {
+        let missing = FieldError::missing("", String::new()).code;
+        let base = |extra: Value| {
+            let mut m = obj(
+                json!({"v": 2, "uuid": UUID, "name": "foo", "version": "1.2.3",
+                                  "type": "zone-dataset", "os": "smartos"}),
+            );
+            for (k, v) in obj(extra) {
+                if v.is_null() {
+                    m.remove(&k);
+                } else {
+                    m.insert(k, v);
+                }
+            }
+            m
         };
-        accepts("good, dc", dc());
-        let v = set(
-            dc(),
-            "version",
-            json!("1.2.3+master-20131204T013417Z-gcafebab"),
-        );
-        accepts("good, + in version", v);
+        let file = json!([{"sha1": SHA1, "size": 121737890, "compression": "gzip"}]);
         let reqs = json!({"min_platform": {"7.0": "20130729T063445Z", "6.5": "20120614T001014Z"}});
-        accepts("good, min_platform", set(dc(), "requirements", reqs));
-        rejects(
-            "no state or disabled",
-            with(dc(), &[("state", None), ("disabled", None)]),
-            &[("state", "Missing"), ("disabled", "Missing")],
-            "state is required",
-        );
-        let m = set(dc(), "state", json!("installed"));
-        rejects("bad state", m, &[("state", "Invalid")], "installed");
-        let m = set(dc(), "public", json!("proto"));
-        rejects("bad public", m, &[("public", "Invalid")], "public");
-        let file = json!({"sha1": SHA1, "size": 121737890, "compression": "gzip"});
-        let active = [
-            ("state", Some(json!("active"))),
-            ("files", Some(json!([file]))),
+        let hecuba = json!({"uuid": "c153ced3-5978-cb4d-d068-e1c3b33c41ab", "urn": "booga:booga",
+            "name": "Hecuba", "version": "20131204T013417Z", "tags": {"homeric": true},
+            "owner": OWNER, "requirements": reqs, "origin": "f669428c-a939-11e2-a485-b790efc0f0c1"});
+        let complete = json!({"description": "good manifest", "homepage": "http://imgapi.co",
+            "eula": "http://imgapi.co/eula", "owner": OWNER, "disabled": false,
+            "activated": true, "state": "unactivated", "origin": ORIGIN,
+            "error": {"message": "no peers available"}, "files": file,
+            "acl": ["df6ea68c-6549-486c-9479-1d48d54ae066"],
+            "requirements": {"networks": [{"name": "net0", "description": "public"}], "ssh_key": true},
+            "users": [{"name": "root"}, {"name": "admin"}, {"name": "mongodb"}],
+            "billing_tags": ["xxl"], "traits": {"provisionable": true}, "tags": {"foo": "bar"},
+            "generate_passwords": false});
+        let with = |a: &Value, b: Value| {
+            let mut m = obj(a.clone());
+            m.extend(obj(b));
+            Value::Object(m)
+        };
+        let bhyve = |os: &str, reqs: Value| json!({"urn": "booga:booga", "type": "zvol", "os": os, "requirements": reqs});
+        let dc_fields = json!({"public": true, "owner": OWNER, "disabled": false,
+                               "activated": false, "state": "unactivated"});
+        let dc_m = |extra: Value| base(with(&dc_fields, extra));
+        use Mode::*;
+        type Errs<'a> = &'a [(&'a str, &'a str, &'a [&'a str])];
+        let none: Errs = &[];
+        let cases: Vec<(Mode, &str, Manifest, Errs)> = vec![
+            // MINIMAL_VALIDATIONS (validateMinimalManifest)
+            (
+                Minimal,
+                "good, minimal",
+                base(json!({"urn": "booga:booga"})),
+                none,
+            ),
+            (
+                Minimal,
+                "no version",
+                base(json!({"urn": "booga:booga", "version": null})),
+                &[("version", "MissingParameter", &[])],
+            ),
+            (
+                Minimal,
+                "no name or version",
+                base(json!({"urn": "booga:booga", "name": null, "version": null})),
+                &[
+                    ("name", "MissingParameter", &[]),
+                    ("version", "MissingParameter", &[]),
+                ],
+            ),
+            (
+                Minimal,
+                "bad os",
+                base(json!({"uuid": "938fa528-f055-b045-999a-e8c638df7fa0",
+                "urn": "booga:booga", "os": "my-os"})),
+                &[("os", "Invalid", &["my-os"])],
+            ),
+            (
+                Minimal,
+                "good minimal, requirements left alone?",
+                base(hecuba.clone()),
+                none,
+            ),
+            (
+                Minimal,
+                "good minimal, type=other",
+                base(with(&hecuba, json!({"type": "other"}))),
+                none,
+            ),
+            (
+                Minimal,
+                "good minimal, \"+\" in version",
+                base(json!({
+                "uuid": "ceca6018-ac4a-11e6-b7bd-8720e9a86711", "name": "withaplus",
+                "version": "1.2.3+master-20131204T013417Z-gcafebab", "owner": OWNER})),
+                none,
+            ),
+            (
+                Minimal,
+                "good minimal, requirements.bootrom=bios",
+                base(bhyve("linux", json!({"brand": "bhyve", "bootrom": "bios"}))),
+                none,
+            ),
+            (
+                Minimal,
+                "good minimal, requirements.bootrom=uefi",
+                base(bhyve(
+                    "windows",
+                    json!({"brand": "bhyve", "bootrom": "uefi"}),
+                )),
+                none,
+            ),
+            (
+                Minimal,
+                "bad minimal, requirements.bootrom=/some/path",
+                base(bhyve(
+                    "linux",
+                    json!({"brand": "bhyve", "bootrom": "/some/path"}),
+                )),
+                &[(
+                    "requirements.bootrom",
+                    "Invalid",
+                    &["invalid entry \"/some/path"],
+                )],
+            ),
+            (
+                Minimal,
+                "bad minimal, requirements.bootrom without requirements.brand",
+                base(bhyve("linux", json!({"bootrom": "uefi"}))),
+                &[(
+                    "requirements.bootrom",
+                    "MissingParameter",
+                    &["requirements.brand"],
+                )],
+            ),
+            (
+                Minimal,
+                "bad minimal, requirements.bootrom with requirements.brand=kvm",
+                base(bhyve("linux", json!({"brand": "kvm", "bootrom": "uefi"}))),
+                &[(
+                    "requirements.bootrom",
+                    "Invalid",
+                    &["not supported with \"kvm\" brand"],
+                )],
+            ),
+            // DC_VALIDATIONS (validateDcManifest)
+            (Dc, "good, dc", dc_m(json!({"urn": "booga:booga"})), none),
+            (
+                Dc,
+                "no version",
+                dc_m(json!({"version": null})),
+                &[("version", "MissingParameter", &[])],
+            ),
+            (
+                Dc,
+                "no name or version",
+                dc_m(json!({"name": null, "version": null})),
+                &[
+                    ("name", "MissingParameter", &[]),
+                    ("version", "MissingParameter", &[]),
+                ],
+            ),
+            (
+                Dc,
+                "bad os",
+                dc_m(json!({"uuid": "938fa528-f055-b045-999a-e8c638df7fa0", "os": "my-os"})),
+                &[("os", "Invalid", &["my-os"])],
+            ),
+            (
+                Dc,
+                "no owner",
+                dc_m(json!({"owner": null})),
+                &[("owner", "MissingParameter", &[])],
+            ),
+            (
+                Dc,
+                "no state, activated or disabled",
+                dc_m(json!({"state": null, "activated": null, "disabled": null})),
+                &[
+                    ("disabled", "MissingParameter", &[]),
+                    ("activated", "MissingParameter", &[]),
+                    ("state", "MissingParameter", &[]),
+                ],
+            ),
+            (
+                Dc,
+                "bad state",
+                dc_m(json!({"state": "installed"})),
+                &[("state", "Invalid", &[])],
+            ),
+            (
+                Dc,
+                "bad public",
+                dc_m(json!({"public": "proto"})),
+                &[("public", "Invalid", &["invalid value"])],
+            ),
+            (
+                Dc,
+                "missing published_at",
+                dc_m(json!({"activated": true, "state": "active", "files": file})),
+                &[("published_at", "MissingParameter", &["acti"])],
+            ),
+            (
+                Dc,
+                "bad zvol, no drivers",
+                dc_m(with(
+                    &complete,
+                    json!({"public": true, "type": "zvol",
+                "published_at": "2012-11-02T22:46:45.992Z", "icon": false,
+                "cpu_type": "qemu64", "image_size": 16384}),
+                )),
+                &[
+                    ("nic_driver", "MissingParameter", &[]),
+                    ("disk_driver", "MissingParameter", &[]),
+                ],
+            ),
+            // OPTIONAL_VALIDATIONS (validateMinimalManifest)
+            (
+                Minimal,
+                "good zvol, complete",
+                base(with(
+                    &complete,
+                    json!({"type": "zvol", "icon": false,
+                "nic_driver": "virtio", "disk_driver": "virtio", "cpu_type": "qemu64",
+                "image_size": 16384}),
+                )),
+                none,
+            ),
+            (
+                Minimal,
+                "good zone-dataset, complete",
+                base(with(
+                    &complete,
+                    json!({"icon": true,
+                "inherited_directories": ["/usr/bin"]}),
+                )),
+                none,
+            ),
+            (
+                Minimal,
+                "good, xz compression",
+                base(with(
+                    &complete,
+                    json!({"icon": true,
+                "state": "active", "error": null,
+                "files": [{"sha1": SHA1, "size": 121737890, "compression": "xz"}],
+                "inherited_directories": ["/usr/bin"]}),
+                )),
+                none,
+            ),
+            // PUBLIC_VALIDATIONS, PRIVATE_VALIDATIONS
+            (
+                Public,
+                "good, public",
+                dc_m(json!({"urn": "booga:booga", "public": true})),
+                none,
+            ),
+            (
+                Public,
+                "bad public",
+                dc_m(json!({"urn": "booga:booga", "public": false})),
+                &[("public", "Invalid", &["private"])],
+            ),
+            (
+                Private,
+                "good, private",
+                dc_m(json!({"urn": "booga:booga", "public": false})),
+                none,
+            ),
+            (
+                Private,
+                "bad private",
+                dc_m(json!({"urn": "booga:booga", "public": true})),
+                &[("public", "Invalid", &["public"])],
+            ),
         ];
-        rejects(
-            "missing published_at",
-            with(dc(), &active),
-            &[("published_at", "Missing")],
-            "published_at is required",
-        );
-        let m = with(zvol(), &[("nic_driver", None), ("disk_driver", None)]);
-        rejects(
-            "bad zvol, no drivers",
-            m,
-            &[("nic_driver", "Missing"), ("disk_driver", "Missing")],
-            "nic_driver",
+        assert_eq!(cases.len(), 29);
+        let mut disagree = Vec::new();
+        for (mode, name, m, want) in &cases {
+            let errs = validate_as(m, *mode);
+            let mut got: Vec<(String, String)> = errs
+                .iter()
+                .map(|e| (e.field.clone(), e.code.clone()))
+                .collect();
+            let mut expected: Vec<(String, String)> = want
+                .iter()
+                .map(|(f, c, _)| {
+                    let c = if *c == "MissingParameter" {
+                        missing.as_str()
+                    } else {
+                        c
+                    };
+                    (f.to_string(), c.to_string())
+                })
+                .collect();
+            got.sort();
+            expected.sort();
+            let messages_ok = want.iter().all(|(f, _, pats)| {
+                errs.iter()
+                    .filter(|e| e.field == *f)
+                    .any(|e| pats.iter().all(|p| e.message.contains(p)))
+            });
+            if got != expected || !messages_ok {
+                disagree.push(format!(
+                    "{mode:?} {name:?}: expected {expected:?}, got {errs:#?}"
+                ));
+            }
+        }
+        assert!(
+            disagree.is_empty(),
+            "{} of 29 disagree:\n{}",
+            disagree.len(),
+            disagree.join("\n")
         );
     }
 

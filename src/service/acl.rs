@@ -204,7 +204,7 @@ impl Service {
         let disabled = m.get("disabled").and_then(Value::as_bool).unwrap_or(false);
         let state = if disabled { "disabled" } else { "active" };
         m.insert("state".into(), json!(state));
-        let errors = manifest::validate(&m);
+        let errors = manifest::validate_as(&m, self.manifest_mode());
         if !errors.is_empty() {
             return Err(Error::validation(errors));
         }

@@ -33,6 +33,8 @@ pub struct CreateRequest {
     pub manifest: Value,
     #[serde(default)]
     pub incremental: bool,
+    /// `gzip` by default: what every imgadm and IMGAPI installs. `zstd` is
+    /// imgstore-to-imgstore only (see [`super::compression`]).
     #[serde(default = "default_compression")]
     pub compression: String,
     /// `zfs send -c`: keep blocks compressed as they are on disk. Faster and
@@ -42,8 +44,13 @@ pub struct CreateRequest {
     pub send_compressed: bool,
 }
 
+/// The default compression of created images: gzip, compressed on every
+/// core ([`codec::ParallelGzip`]), so that the image installs with imgadm
+/// (`gzip -cdfq | zfs receive`) and publishes to any IMGAPI.
+pub const DEFAULT_COMPRESSION: &str = "gzip";
+
 fn default_compression() -> String {
-    "zstd".into()
+    DEFAULT_COMPRESSION.into()
 }
 
 /// `POST /images?action=install-from-files` body.
@@ -163,7 +170,8 @@ impl Service {
             Some(_) => return Err(Error::param("manifest.uuid", "must be a string")),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let m = manifest::prepare_create(&Value::Object(body), &uuid).map_err(Error::validation)?;
+        let m = manifest::prepare_create(&Value::Object(body), &uuid, self.manifest_mode())
+            .map_err(Error::validation)?;
         self.check_origin(&m)?;
         let svc = self.clone();
         let input = json!({"dataset": req.dataset, "incremental": req.incremental, "compression": req.compression, "send_compressed": req.send_compressed, "manifest": req.manifest});
@@ -254,7 +262,7 @@ impl Service {
         m.insert("published_at".into(), json!(crate::time::now_timestamp()));
         m.insert("state".into(), json!("active"));
         self.assign_channel(&mut m, None);
-        let errors = manifest::validate(&m);
+        let errors = manifest::validate_as(&m, self.manifest_mode());
         if !errors.is_empty() {
             return Err(Error::validation(errors));
         }
@@ -387,7 +395,7 @@ impl Service {
             }
         } else {
             // Validate now, so a bad manifest is a 422 and not a failed task.
-            manifest::prepare_import(&m, &uuid).map_err(Error::validation)?;
+            manifest::prepare_import(&m, &uuid, self.manifest_mode()).map_err(Error::validation)?;
         }
         // The request is well-formed; now the pool it installs into.
         self.zfs.available()?;
@@ -451,7 +459,8 @@ impl Service {
             .finish()
             .map_err(|e| Error::io("writing the image file", e))?;
         check_sealed(uuid, &sealed, p)?;
-        let mut manifest = manifest::prepare_import(m, uuid).map_err(Error::validation)?;
+        let mut manifest =
+            manifest::prepare_import(m, uuid, self.manifest_mode()).map_err(Error::validation)?;
         self.assign_channel(&mut manifest, None);
         if !manifest.contains_key("published_at") {
             manifest.insert("published_at".into(), json!(crate::time::now_timestamp()));

@@ -251,7 +251,7 @@ fn data_dir_leftovers(data_dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 }
 
 /// Compares a snapshot and checks the blobs it names.
-fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
+fn examine(s: &Snapshot, cas: &Cas, verify: bool, mode: manifest::Mode) -> Report {
     let mut r = Report {
         verified: verify,
         ..Default::default()
@@ -318,7 +318,7 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool) -> Report {
                         )),
                     }
                 }
-                let errors = manifest::validate(&rec.manifest);
+                let errors = manifest::validate_as(&rec.manifest, mode);
                 if !errors.is_empty() {
                     let what: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                     f.push(finding(
@@ -626,7 +626,7 @@ impl Service {
     /// (sled could not be rebuilt).
     pub fn fsck(&self, opts: Options) -> Result<Report> {
         let snap = self.write_locked(|svc| Ok(svc.snapshot()))?;
-        let mut report = examine(&snap, &self.cas, opts.verify);
+        let mut report = examine(&snap, &self.cas, opts.verify, self.manifest_mode());
         self.check_partials(&snap, &mut report.findings);
         if opts.verify {
             // Hashing ran without the lock: drop findings about images that
@@ -897,7 +897,7 @@ fn check_offline(data_dir: &Path, config: &Config, verify: bool) -> Report {
         running_datasets: BTreeSet::new(),
         recovering: false,
     };
-    let mut report = examine(&snap, &cas, verify);
+    let mut report = examine(&snap, &cas, verify, super::manifest_mode_of(config));
     // Leftover partial datasets, looked up without a service.
     let zfs = crate::zfs::Zfs::new(&config.zfs.zfs_bin, &config.zfs.zpool_bin);
     if zfs.available().is_ok() {

@@ -129,7 +129,8 @@ impl Service {
     pub async fn create_image(self: &Arc<Self>, body: Value) -> Result<Arc<ImageRecord>> {
         self.mutate(move |svc| {
             let uuid = uuid::Uuid::new_v4().to_string();
-            let m = manifest::prepare_create(&body, &uuid).map_err(Error::validation)?;
+            let m = manifest::prepare_create(&body, &uuid, svc.manifest_mode())
+                .map_err(Error::validation)?;
             svc.check_origin(&m)?;
             svc.put(ImageRecord {
                 manifest: m,
@@ -154,7 +155,8 @@ impl Service {
                     return Err(Error::ImageUuidAlreadyExists(uuid));
                 }
             }
-            let m = manifest::prepare_import(&body, &uuid).map_err(Error::validation)?;
+            let m = manifest::prepare_import(&body, &uuid, svc.manifest_mode())
+                .map_err(Error::validation)?;
             svc.check_origin(&m)?;
             svc.put(ImageRecord {
                 manifest: m,
@@ -394,7 +396,8 @@ impl Service {
         check_uuid(&uuid)?;
         self.mutate(move |svc| {
             let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
-            let m = manifest::apply_update(&cur.manifest, &changes).map_err(Error::validation)?;
+            let m = manifest::apply_update(&cur.manifest, &changes, svc.manifest_mode())
+                .map_err(Error::validation)?;
             svc.check_origin(&m)?;
             let mut rec = (*cur).clone();
             rec.manifest = m;

@@ -360,14 +360,18 @@ impl Service {
     fn prepare_job(&self, img: RemoteImage, source: Source) -> Result<Job> {
         let uuid = img.uuid().to_string();
         check_uuid(&uuid)?;
-        let manifest = manifest::prepare_import(&Value::Object(img.manifest.clone()), &uuid)
-            .map_err(|errors| {
-                let mut e = Error::validation(errors);
-                if let Error::Validation(msg, _) = &mut e {
-                    *msg = format!("{msg} (image {uuid} at source {})", source.url());
-                }
-                e
-            })?;
+        let manifest = manifest::prepare_import(
+            &Value::Object(img.manifest.clone()),
+            &uuid,
+            self.manifest_mode(),
+        )
+        .map_err(|errors| {
+            let mut e = Error::validation(errors);
+            if let Error::Validation(msg, _) = &mut e {
+                *msg = format!("{msg} (image {uuid} at source {})", source.url());
+            }
+            e
+        })?;
         let bad = |what: &str| {
             Error::DownloadError(format!(
                 "image {uuid} at source {} cannot be imported: {what}",

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::store::cas::Hasher;
 use crate::store::meta::ImageRecord;
 use crate::tasks::{Task, TaskCtx};
-use crate::zfs::{DatasetName, PoolName, ReceiveOpts, ZfsError};
+use crate::zfs::{DatasetName, MountPlan, PoolName, ReceiveOpts, ZfsError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -254,6 +254,31 @@ impl Service {
             self.zfs.rename(&snaps[0].name, &final_snap)?;
         }
         self.zfs.rename(partial.as_str(), &target)?;
+        // Received with `-u`; now mount what imgadm's plain `zfs receive`
+        // leaves mounted (zone and lx filesystems, never volumes). A mount
+        // that fails undoes the install, as a failed receive does in
+        // imgadm: the image is then not half there.
+        self.journal_push(
+            ctx.id(),
+            Undo::Destroy {
+                name: target.clone(),
+            },
+        )?;
+        let target_ds = DatasetName::new(&target)?;
+        match self.zfs.mount_received(&target_ds) {
+            Ok(MountPlan::Skip(why)) => {
+                tracing::debug!(dataset = %target, why, "installed dataset not mounted");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::MountFailed {
+                    message: format!(
+                        "image {uuid} was received into {target}, but mounting {target} failed, so the install was undone: {e}"
+                    ),
+                    source: e,
+                })
+            }
+        }
         // Vacuum's clock of when the image was last used (best effort).
         let now = chrono::Utc::now().timestamp().max(0).to_string();
         if let Err(e) = self

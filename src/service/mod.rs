@@ -13,6 +13,7 @@
 pub mod acl;
 pub mod admin;
 pub mod channels;
+pub mod compression;
 pub mod create;
 pub mod filter;
 pub mod fsck;
@@ -74,6 +75,17 @@ pub struct Service {
     /// (`recover_journal`); fsck reports their pending steps as a notice
     /// meanwhile.
     recovering: std::sync::atomic::AtomicBool,
+}
+
+/// The manifest validation rules of a config's IMGAPI `mode`.
+pub fn manifest_mode_of(config: &Config) -> crate::manifest::Mode {
+    use crate::config::ImgapiMode;
+    use crate::manifest::Mode;
+    match config.imgapi.mode {
+        ImgapiMode::Dc => Mode::Dc,
+        ImgapiMode::Public => Mode::Public,
+        ImgapiMode::Private => Mode::Private,
+    }
 }
 
 impl Service {
@@ -141,6 +153,12 @@ impl Service {
 
     pub fn limits(&self) -> Limits {
         self.config.read().unwrap().limits.clone()
+    }
+
+    /// The manifest validation rules of the configured IMGAPI `mode`
+    /// (`[imgapi] mode`).
+    pub fn manifest_mode(&self) -> crate::manifest::Mode {
+        manifest_mode_of(&self.config.read().unwrap())
     }
 
     /// Replaces the live config (SIGHUP).

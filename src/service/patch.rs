@@ -523,8 +523,9 @@ impl Service {
             if changes.is_empty() {
                 return Ok(cur);
             }
-            let m = manifest::apply_update(&cur.manifest, &Value::Object(changes))
-                .map_err(Error::validation)?;
+            let m =
+                manifest::apply_update(&cur.manifest, &Value::Object(changes), svc.manifest_mode())
+                    .map_err(Error::validation)?;
             svc.check_origin(&m)?;
             let mut rec = (*cur).clone();
             rec.manifest = m;

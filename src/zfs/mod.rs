@@ -666,6 +666,45 @@ impl Zfs {
         self.runner.spawn_receive(&args, target)
     }
 
+    /// Mounts a received filesystem where `zfs receive` without `-u` would
+    /// have: imgadm receives without `-u`, so installed zone and lx images
+    /// end up mounted at their mountpoint (`/zones/UUID`). Receiving with
+    /// `-u` and mounting afterwards (`zfs mount DATASET`, after the rename to
+    /// the final name) leaves the same result without ever mounting the
+    /// `-partial` dataset.
+    ///
+    /// Reads `type`, `canmount`, `mountpoint` and `mounted` in one
+    /// `zfs get`, and mounts only what ZFS itself would mount: a filesystem
+    /// (never a volume) with `canmount=on`, a real mountpoint (not `none`
+    /// or `legacy`) and not mounted yet ([`mount_plan`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ZfsError::DatasetNotFound`], [`ZfsError::CommandFailed`] (the
+    /// mount failed; its stderr says why, the error names the dataset).
+    pub fn mount_received(&self, dataset: &DatasetName) -> Result<MountPlan> {
+        let name = dataset.as_str();
+        let out = self.runner.run(
+            Bin::Zfs,
+            &[
+                "get",
+                "-H",
+                "-o",
+                "value",
+                "type,canmount,mountpoint,mounted",
+                name,
+            ],
+            name,
+        )?;
+        let mut values = out.lines().map(str::trim);
+        let mut next = || values.next().unwrap_or("-");
+        let plan = mount_plan(next(), next(), next(), next());
+        if plan == MountPlan::Mount {
+            self.runner.run(Bin::Zfs, &["mount", name], name)?;
+        }
+        Ok(plan)
+    }
+
     /// Clears the partial state a failed resumable receive left in
     /// `target` (`zfs receive -A`).
     ///
@@ -838,6 +877,35 @@ mod fake;
 #[cfg(test)]
 mod pool_tests;
 
+/// What [`Zfs::mount_received`] does with a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountPlan {
+    /// A filesystem ZFS would mount on receive: it is mounted.
+    Mount,
+    /// Already mounted: nothing to do.
+    AlreadyMounted,
+    /// Not mountable, and left alone: why.
+    Skip(&'static str),
+}
+
+/// Whether a received dataset with these properties is one `zfs receive`
+/// mounts: `kind` (`type`), `canmount`, `mountpoint`, `mounted` as
+/// `zfs get -H -o value` prints them (`-` where a property does not apply,
+/// as for every one of these on a volume).
+pub fn mount_plan(kind: &str, canmount: &str, mountpoint: &str, mounted: &str) -> MountPlan {
+    if kind != "filesystem" {
+        MountPlan::Skip("not a filesystem (a volume has no mountpoint)")
+    } else if mounted == "yes" {
+        MountPlan::AlreadyMounted
+    } else if canmount != "on" {
+        MountPlan::Skip("canmount is not on")
+    } else if mountpoint == "none" || mountpoint == "legacy" || !mountpoint.starts_with('/') {
+        MountPlan::Skip("mountpoint is none or legacy")
+    } else {
+        MountPlan::Mount
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Argv building, feature detection and the commands' own handling of
@@ -935,6 +1003,60 @@ esac
         assert_eq!(fake.zfs.available().unwrap(), ALL);
         assert!(fake.zfs.supports_resumable_receive(&pool("tank")).unwrap());
         assert!(!fake.zfs.supports_resumable_receive(&pool("old")).unwrap());
+    }
+
+    #[test]
+    fn mounts_received_filesystems_only() {
+        use MountPlan::*;
+        assert_eq!(mount_plan("filesystem", "on", "/zones/x", "no"), Mount);
+        assert_eq!(
+            mount_plan("filesystem", "on", "/zones/x", "yes"),
+            AlreadyMounted
+        );
+        assert!(matches!(mount_plan("volume", "-", "-", "-"), Skip(_)));
+        assert!(matches!(
+            mount_plan("filesystem", "off", "/z", "no"),
+            Skip(_)
+        ));
+        assert!(matches!(
+            mount_plan("filesystem", "noauto", "/z", "no"),
+            Skip(_)
+        ));
+        assert!(matches!(
+            mount_plan("filesystem", "on", "none", "no"),
+            Skip(_)
+        ));
+        assert!(matches!(
+            mount_plan("filesystem", "on", "legacy", "no"),
+            Skip(_)
+        ));
+
+        let get = "zfs get -H -o value type,canmount,mountpoint,mounted";
+        // A filesystem: one get, then `zfs mount` (argv, no shell).
+        let fake = Fake::new(&format!(
+            "case \"$CMD\" in \"{get} tank/fs\") printf 'filesystem\\non\\n/tank/fs\\nno\\n' ;; esac"
+        ))
+        .with(ALL);
+        assert_eq!(fake.zfs.mount_received(&ds("tank/fs")).unwrap(), Mount);
+        assert_eq!(
+            fake.log(),
+            [format!("{get} tank/fs"), "zfs mount tank/fs".into()]
+        );
+        // A volume is never mounted.
+        let fake = Fake::new("printf 'volume\\n-\\n-\\n-\\n'").with(ALL);
+        assert!(matches!(
+            fake.zfs.mount_received(&ds("tank/vol")).unwrap(),
+            Skip(_)
+        ));
+        assert_eq!(fake.log(), [format!("{get} tank/vol")]);
+        // A failing mount is an error naming the dataset.
+        let fake = Fake::new(&format!(
+            "case \"$CMD\" in \"{get} tank/fs\") printf 'filesystem\\non\\n/tank/fs\\nno\\n' ;; \
+             *) echo \"cannot mount '/tank/fs': directory is not empty\" >&2; exit 1 ;; esac"
+        ))
+        .with(ALL);
+        let e = fake.zfs.mount_received(&ds("tank/fs")).unwrap_err();
+        assert!(e.to_string().contains("tank/fs"), "{e}");
     }
 
     #[test]

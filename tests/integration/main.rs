@@ -11,6 +11,7 @@ mod fullness;
 mod hostile;
 mod images;
 mod imgapi_b;
+mod imgapi_a;
 mod logs;
 mod memory;
 mod packages;
