@@ -267,6 +267,7 @@ impl Service {
                     manifest: m,
                     activated: true,
                     content_md5: Some(d.md5_b64.clone()),
+                    icon: None,
                 })
                 .map_err(|e| Error::io(&format!("storing image {uuid}"), e))?;
             Ok(())
@@ -465,6 +466,7 @@ impl Service {
                     manifest,
                     activated: false,
                     content_md5: None,
+                    icon: None,
                 })
                 .map_err(|e| Error::io(&format!("storing image {uuid}"), e))?;
             let result = svc

@@ -12,8 +12,10 @@
 
 pub mod admin;
 pub mod create;
+pub mod fetched;
 pub mod filter;
 pub mod fsck;
+pub mod icons;
 pub mod images;
 pub mod import;
 pub mod install;

@@ -68,6 +68,28 @@ pub async fn import(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     ok(ctx.svc.import_image(uuid, body).await?)
 }
 
+/// `POST /images/:uuid?action=import&source=URL[&skip_owner_check=BOOL]`:
+/// AdminImportImage of the manifest the IMGAPI at `source` has. The body,
+/// if any, is not read (IMGAPI ignores it too). `skip_owner_check` must be
+/// a boolean; a node has no account database to check owners against.
+pub async fn import_from_source(ctx: Ctx, uuid: String, source: String) -> Result<Response<Body>> {
+    if ctx.param("account")?.is_some() {
+        return Err(Error::OperatorOnly(
+            "AdminImportImage is for operators: drop account=".into(),
+        ));
+    }
+    match ctx.param("skip_owner_check")? {
+        None | Some("true" | "false") => {}
+        Some(other) => {
+            return Err(Error::param(
+                "skip_owner_check",
+                format!("{other:?} is not a boolean (true or false)"),
+            ))
+        }
+    }
+    ok(ctx.svc.import_from_source(uuid, source).await?)
+}
+
 /// `POST /images/:uuid?action=import-remote[&source=URL][&install=POOL]`.
 pub async fn import_remote(ctx: Ctx, req: ImportRemote) -> Result<Response<Body>> {
     let ImportRemote {

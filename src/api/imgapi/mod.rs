@@ -3,7 +3,9 @@
 //! into IMGAPI's response; the business rules are the service's.
 
 pub mod admin;
+pub mod datasets;
 pub mod files;
+pub mod icons;
 pub mod images;
 pub mod packages;
 pub mod pools;
@@ -58,5 +60,19 @@ pub async fn serve(route: Route, ctx: Ctx) -> Result<Response<Body>> {
         Route::State => admin::state(ctx).await,
         Route::Repair => admin::repair(ctx).await,
         Route::Vacuum => admin::vacuum(ctx).await,
+        Route::AddImageIcon(uuid) => icons::add(ctx, uuid).await,
+        Route::GetImageIcon(uuid) => icons::get(ctx, uuid).await,
+        Route::DeleteImageIcon(uuid) => icons::delete(ctx, uuid).await,
+        Route::ListImageJobs(uuid) => tasks::image_jobs(ctx, uuid).await,
+        Route::ImportImageFromSource { uuid, source } => {
+            images::import_from_source(ctx, uuid, source).await
+        }
+        Route::AddImageFileFromSource { uuid, source } => {
+            files::add_from_source(ctx, uuid, source).await
+        }
+        Route::AddImageFileFromUrl(uuid) => files::add_from_url(ctx, uuid).await,
+        Route::ListDatasets => datasets::list(ctx).await,
+        Route::GetDataset(uuid) => datasets::get(ctx, uuid).await,
+        Route::GetDatasetFile(uuid) => files::get(ctx, uuid).await,
     }
 }
