@@ -22,16 +22,46 @@ pub async fn add(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
             .header("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok()),
     };
-    // Refused before a byte of the body is read: a wrong type or an
-    // announced size over the limit.
-    ctx.svc.get_image(&uuid)?;
-    up.check_head()?;
-    let data = read_bounded(ctx.req.into_body(), ctx.svc.limits().idle_timeout()).await?;
+    // Refused before the body is stored: an unknown image, a wrong type or
+    // an announced size over the limit.
+    let checked = ctx.svc.get_image(&uuid).and_then(|_| up.check_head());
+    let idle = ctx.svc.limits().idle_timeout();
+    let mut body = ctx.req.into_body();
+    if let Err(e) = checked {
+        drain(&mut body, idle).await;
+        return Err(e);
+    }
+    let data = match read_bounded(&mut body, idle).await {
+        Ok(d) => d,
+        Err(e) => {
+            drain(&mut body, idle).await;
+            return Err(e);
+        }
+    };
     ok(ctx.svc.add_icon(uuid, up, data).await?)
 }
 
+/// How much of a refused icon upload is read and dropped before the error
+/// is answered: a client that writes its whole body before it reads (as
+/// sdc-clients does) then gets the answer instead of a reset connection.
+/// Bigger bodies are cut off.
+const DRAIN_MAX: usize = 1 << 20;
+
+async fn drain(body: &mut hyper::body::Incoming, idle: std::time::Duration) {
+    let mut seen = 0;
+    while seen <= DRAIN_MAX {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(f))) => seen += f.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
+}
+
 /// Reads a body of at most [`MAX_ICON_BYTES`]; one byte more is 400 Upload.
-async fn read_bounded(mut body: hyper::body::Incoming, idle: std::time::Duration) -> Result<Bytes> {
+async fn read_bounded(
+    body: &mut hyper::body::Incoming,
+    idle: std::time::Duration,
+) -> Result<Bytes> {
     let mut buf = BytesMut::new();
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
