@@ -202,6 +202,9 @@ fn icons_are_added_served_replaced_and_deleted_like_imgapi() {
     assert!(head.contains("content-type: image/png"), "{head}");
     assert!(head.contains("content-length: 3000"), "{head}");
 
+    // fsck counts the icon's blob as referenced.
+    let state = d.get("/state?verify=true").expect(200, None);
+    assert_eq!(state["findings"], json!([]), "{state}");
     // vacuum keeps the icon: it is referenced.
     d.post("/vacuum").expect(200, None);
     assert_eq!(d.get(&format!("/images/{uuid}/icon")).body, png);
@@ -227,6 +230,24 @@ fn icons_are_added_served_replaced_and_deleted_like_imgapi() {
     let r = d.get(&format!("/images/{uuid}/icon"));
     assert_eq!((r.status, r.body.as_slice()), (200, jpeg.as_slice()));
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    // fsck reports an icon whose blob is gone.
+    let blob = std::fs::read_dir(d.data.join("blobs/sha256"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let saved = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let state = d.get("/state").expect(200, None);
+    let codes: Vec<&str> = state["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["IconBlobMissing"], "{state}");
+    std::fs::write(&blob, saved).unwrap();
     d.delete(&format!("/images/{uuid}")).expect(204, None);
     assert_eq!(blobs(&d), 0, "deleting the image deletes its icon");
 }
