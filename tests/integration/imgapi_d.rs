@@ -197,6 +197,23 @@ fn icons_are_added_served_replaced_and_deleted_like_imgapi() {
     assert_eq!(r.header("content-length"), Some("3000"));
     let lm = r.header("last-modified").expect("Last-Modified");
     assert!(lm.ends_with(" GMT"), "{lm}");
+    let etag = sha1_hex(&png);
+    let r = request(
+        &d.sock,
+        "GET",
+        &format!("/images/{uuid}/icon"),
+        &[("If-None-Match", &format!("\"{etag}\""))],
+        b"",
+    );
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    let r = request(
+        &d.sock,
+        "GET",
+        &format!("/images/{uuid}/icon"),
+        &[("If-None-Match", "\"0000\"")],
+        b"",
+    );
+    assert_eq!((r.status, r.body.len()), (200, png.len()));
     let head = head_text(&d, &format!("/images/{uuid}/icon"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("content-type: image/png"), "{head}");

@@ -93,6 +93,21 @@ async fn read_bounded(
 /// `GET /images/:uuid/icon` (and `HEAD`).
 pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     let (icon, path) = ctx.svc.icon_path(&uuid)?;
+    // IMGAPI runs restify's conditionalRequest here: the ETag a client
+    // already has is answered 304, without the bytes.
+    let unchanged = ctx.header("if-none-match").is_some_and(|v| {
+        v.split(',')
+            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+            .any(|t| t == "*" || t == icon.sha1)
+    });
+    if unchanged {
+        let mut resp = Response::new(full(Bytes::new()));
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(v) = HeaderValue::from_str(&icon.sha1) {
+            resp.headers_mut().insert(ETAG, v);
+        }
+        return Ok(resp);
+    }
     let body = if ctx.method == hyper::Method::HEAD {
         full(Bytes::new())
     } else {
