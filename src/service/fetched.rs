@@ -11,6 +11,9 @@
 //! - AddImageFileFromUrl (`apiAddImageFileFromUrl`): the file at an
 //!   `https://` URL, checked against `?sha1=` when given.
 //!
+//! A `source` that is one of the configured sources is used as configured
+//! (its `insecure` flag, its channel); any other URL is an ad-hoc IMGAPI.
+//!
 //! Both file paths stream through the source client (retries, `Range`
 //! resume) into a blob-store ingest with a bounded channel in between, so
 //! memory stays flat whatever the size, and commit through the same
@@ -24,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
 use crate::sources::client::{Delivery, FetchError, Transfer, DOWNLOAD};
 use crate::sources::{FileLoc, RemoteImage, Source};
+
 use crate::store::cas::Sealed;
 use crate::store::meta::ImageRecord;
 use bytes::Bytes;
@@ -45,11 +49,6 @@ const REMOTE_ONLY: &[&str] = &[
     "error",
     "expires_at",
 ];
-
-/// An IMGAPI `source` URL: the ad-hoc source it names.
-fn imgapi_source(url: &str) -> Result<Source> {
-    Source::adhoc(url).map_err(|e| Error::param("source", e.to_string()))
-}
 
 fn remote_error(uuid: &str, source: &str, what: impl std::fmt::Display) -> Error {
     Error::RemoteSourceError(format!(
@@ -84,7 +83,7 @@ impl Service {
         source: String,
     ) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
-        let src = imgapi_source(&source)?;
+        let src = self.sources.lookup(&source)?;
         let img = self.remote_manifest(&uuid, &src).await?;
         let mut m: Manifest = img.manifest;
         for k in REMOTE_ONLY {
@@ -126,7 +125,7 @@ impl Service {
         if rec.activated {
             return Err(Error::ImageFilesImmutable(uuid));
         }
-        let src = imgapi_source(&source)?;
+        let src = self.sources.lookup(&source)?;
         let img = self.remote_manifest(&uuid, &src).await?;
         let bad = |what: &str| remote_error(&uuid, src.url(), what);
         let Some(FileLoc::Url(file_url)) = img.file.clone() else {

@@ -479,6 +479,8 @@ fn admin_import_and_add_file_from_another_imgapi() {
         "/images/{base}?action=import&source=http://127.0.0.1:9"
     ))
     .expect(503, Some("RemoteSourceError"));
+    b.post(&format!("/images/{base}?action=import&source=ftp://x"))
+        .expect(422, Some("InvalidParameter"));
     b.post(&format!(
         "/images/00000000-0000-4000-8000-000000000009?action=import&source={src}"
     ))
