@@ -413,6 +413,16 @@ fn dsapi_views_serve_v1_manifests_that_a_dsapi_source_imports() {
     assert_eq!(v1["files"][0]["sha1"], sha1_hex(&data).as_str());
     assert_eq!(v1["files"][0]["path"], format!("{uuid}.zfs"));
 
+    // DSAPI's filters: creator_uuid is the owner.
+    let by_creator = a
+        .get(&format!("/datasets?creator_uuid={owner}"))
+        .expect(200, None);
+    assert_eq!(by_creator.as_array().unwrap().len(), 1);
+    let other = a
+        .get("/datasets?creator_uuid=11111111-1111-4111-8111-111111111111")
+        .expect(200, None);
+    assert_eq!(other, json!([]));
+
     // One dataset over TCP: its url is where this server serves the file.
     let one = tcp_get(port, &format!("/datasets/{uuid}")).expect(200, None);
     let url = one["files"][0]["url"].as_str().unwrap().to_string();

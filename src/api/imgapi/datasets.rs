@@ -27,9 +27,18 @@ fn base_url(ctx: &Ctx) -> String {
     }
 }
 
-/// `GET /datasets`: the active images (ListImages' filters apply), as v1.
+/// `GET /datasets`: the active images (ListImages' filters apply, and
+/// DSAPI's `creator_uuid` filter is `owner`), as v1.
 pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
-    let filter = ListFilter::parse(&ctx.query)?;
+    let query: Vec<(String, String)> = ctx
+        .query
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "creator_uuid" => ("owner".to_string(), v.clone()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    let filter = ListFilter::parse(&query)?;
     let recs = ctx.svc.list_images(&filter)?;
     let base = base_url(&ctx);
     let out: Vec<Value> = recs
