@@ -140,6 +140,15 @@ pub enum Error {
     },
     #[error("{0}")]
     NotSupported(String),
+    /// A file fetched for the image (AddImageFile `?source=`,
+    /// AddImageFileFromUrl) is not what was announced: IMGAPI's 400
+    /// `Download`.
+    #[error("{0}")]
+    Download(String),
+    /// An IMGAPI feature a single node cannot offer (Manta, VMAPI, Docker
+    /// registries, other datacenters); IMGAPI's own 400 `NotImplemented`.
+    #[error("{0}")]
+    NotImplemented(String),
     /// No source offers the image (imgadm's ImageNotFound).
     #[error("{0}")]
     ImageNotFound(String),
@@ -221,6 +230,8 @@ impl Error {
             Error::UncompressionError(_) => "UncompressionError",
             Error::MountFailed { .. } => "MountFailed",
             Error::NotSupported(_) => "NotSupported",
+            Error::NotImplemented(_) => "NotImplemented",
+            Error::Download(_) => "Download",
             Error::ImageNotFound(_) => "ImageNotFound",
             Error::OriginNotFoundInSource(_) => "OriginNotFoundInSource",
             Error::DownloadError(_) => "DownloadError",

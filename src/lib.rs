@@ -36,8 +36,9 @@
 //! - [`api`]: admit, route and log ([`api::routes`] parses each request
 //!   into one [`api::routes::Route`]); [`api::error`] chooses each error's
 //!   HTTP status; the IMGAPI dialect's handlers are [`api::imgapi`], one
-//!   file per resource (images, files, acl, channels, pools, tasks,
-//!   sources, packages, admin), over the service only.
+//!   file per resource (images, files, icons, acl, channels, pools,
+//!   tasks, sources, packages, admin, and the legacy DSAPI view
+//!   `datasets`), over the service only.
 //! - [`conn`]: per-connection plumbing: a write deadline and JSON for the
 //!   errors hyper answers by itself.
 //! - [`server`]: data-dir and socket ownership, accept loop, signals; and

@@ -92,6 +92,7 @@ fn records() -> &'static Vec<Arc<ImageRecord>> {
                     manifest: m.as_object().unwrap().clone(),
                     activated: i % 3 != 1,
                     content_md5: None,
+                    icon: None,
                 })
             })
             .collect()
@@ -200,9 +201,20 @@ pub fn routes(data: &[u8]) {
         return;
     }
     if let Some(q) = target.iter().position(|&b| b == b'?') {
-        if form_urlencoded::parse(&target[q + 1..]).any(|(_, v)| v.contains("export")) {
+        // Exports write files; `source=` fetches from a URL (AdminImportImage
+        // and AddImageFile from another IMGAPI): neither belongs in a fuzz run.
+        if form_urlencoded::parse(&target[q + 1..])
+            .any(|(k, v)| v.contains("export") || k == "source")
+        {
             return;
         }
+    }
+    // AddImageFileFromUrl fetches its body's URL.
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    if api::segments(&String::from_utf8_lossy(path))
+        .is_ok_and(|segs| segs.iter().any(|s| s == "from-url"))
+    {
+        return;
     }
     let mut req = Vec::new();
     req.extend_from_slice(method.as_bytes());
@@ -242,9 +254,7 @@ pub fn routes(data: &[u8]) {
             let _ = hyper::server::conn::http1::Builder::new()
                 // As the daemon serves it: hyper's own refusals become JSON.
                 .serve_connection(
-                    hyper_util::rt::TokioIo::new(
-                        imgstore::conn::HyperErrors::new(server).0,
-                    ),
+                    hyper_util::rt::TokioIo::new(imgstore::conn::HyperErrors::new(server).0),
                     service,
                 )
                 .await;

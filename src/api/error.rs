@@ -36,7 +36,9 @@ pub fn status(e: &Error) -> StatusCode {
         Error::Forbidden(_) | Error::OperatorOnly(_) => StatusCode::FORBIDDEN,
         Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Error::BadRequest(_) | Error::NotImplemented(_) | Error::Download(_) => {
+            StatusCode::BAD_REQUEST
+        }
         Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
         Error::TooManyTasks(_) => StatusCode::TOO_MANY_REQUESTS,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -225,6 +227,8 @@ mod tests {
                 500,
             ),
             (Error::NotSupported(s()), "NotSupported", 422),
+            (Error::NotImplemented(s()), "NotImplemented", 400),
+            (Error::Download(s()), "Download", 400),
             (Error::ImageNotFound(s()), "ImageNotFound", 404),
             (
                 Error::OriginNotFoundInSource(s()),

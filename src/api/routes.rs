@@ -110,6 +110,30 @@ pub enum Route {
     UnknownAclAction { uuid: String, action: String },
     /// `POST /images/:uuid/clone?account=UUID`: CloneImage.
     CloneImage(String),
+    /// `PUT /images/:uuid/icon` (and `POST`, as IMGAPI's docs have it):
+    /// AddImageIcon.
+    AddImageIcon(String),
+    /// `GET /images/:uuid/icon` (and `HEAD`).
+    GetImageIcon(String),
+    /// `DELETE /images/:uuid/icon`.
+    DeleteImageIcon(String),
+    /// `GET /images/:uuid/jobs[?task=KIND]`: ListImageJobs, from the tasks.
+    ListImageJobs(String),
+    /// `POST /images/:uuid?action=import&source=URL`: AdminImportImage of
+    /// the manifest another IMGAPI has.
+    ImportImageFromSource { uuid: String, source: String },
+    /// `PUT /images/:uuid/file?source=URL`: AddImageFile fetched from
+    /// another IMGAPI's `/images/:uuid/file`.
+    AddImageFileFromSource { uuid: String, source: String },
+    /// `POST /images/:uuid/file/from-url`: AddImageFileFromUrl.
+    AddImageFileFromUrl(String),
+    /// `GET /datasets`: the legacy DSAPI list.
+    ListDatasets,
+    /// `GET /datasets/:uuid`: one legacy DSAPI manifest.
+    GetDataset(String),
+    /// `GET /datasets/:uuid/:path`: the file a DSAPI manifest's
+    /// `files[0].url` names (any `path`: the image has one file).
+    GetDatasetFile(String),
 }
 
 /// `?action=install`'s request.
@@ -177,7 +201,13 @@ pub fn parse(
         (["images", u], &Method::DELETE) => Route::DeleteImage(id(u)),
         (["images", _], _) => return Err(not_allowed("GET, HEAD, POST, PATCH, DELETE")),
         (["images", u, "file"], _) if read => Route::GetImageFile(id(u)),
-        (["images", u, "file"], &Method::PUT) => Route::PutImageFile(id(u)),
+        (["images", u, "file"], &Method::PUT) => match param(query, "source")? {
+            Some(source) => Route::AddImageFileFromSource {
+                uuid: id(u),
+                source: source.to_string(),
+            },
+            None => Route::PutImageFile(id(u)),
+        },
         (["images", _, "file"], _) => return Err(not_allowed("GET, HEAD, PUT")),
         (["images", u, "acl"], &Method::POST) => match param(query, "action")? {
             None | Some("add") => Route::AddImageAcl(id(u)),
@@ -192,6 +222,20 @@ pub fn parse(
         (["images", _, "clone"], _) => return Err(not_allowed("POST")),
         (["channels"], _) if read => Route::ListChannels,
         (["channels"], _) => return Err(not_allowed("GET, HEAD")),
+        (["images", u, "file", "from-url"], &Method::POST) => Route::AddImageFileFromUrl(id(u)),
+        (["images", _, "file", "from-url"], _) => return Err(not_allowed("POST")),
+        (["images", u, "icon"], _) if read => Route::GetImageIcon(id(u)),
+        (["images", u, "icon"], &Method::PUT | &Method::POST) => Route::AddImageIcon(id(u)),
+        (["images", u, "icon"], &Method::DELETE) => Route::DeleteImageIcon(id(u)),
+        (["images", _, "icon"], _) => return Err(not_allowed("GET, HEAD, PUT, POST, DELETE")),
+        (["images", u, "jobs"], _) if read => Route::ListImageJobs(id(u)),
+        (["images", _, "jobs"], _) => return Err(not_allowed("GET, HEAD")),
+        (["datasets"], _) if read => Route::ListDatasets,
+        (["datasets"], _) => return Err(not_allowed("GET, HEAD")),
+        (["datasets", u], _) if read => Route::GetDataset(id(u)),
+        (["datasets", _], _) => return Err(not_allowed("GET, HEAD")),
+        (["datasets", u, _], _) if read => Route::GetDatasetFile(id(u)),
+        (["datasets", _, _], _) => return Err(not_allowed("GET, HEAD")),
         (["tasks"], _) if read => Route::ListTasks,
         (["tasks"], _) => return Err(not_allowed("GET, HEAD")),
         (["tasks", t], _) if read => Route::GetTask(id(t)),
@@ -258,11 +302,36 @@ fn images_action(query: &[(String, String)]) -> Result<Route> {
         None => Ok(Route::CreateImage),
         Some("create-from-dataset") => Ok(Route::CreateFromDataset),
         Some("install-from-files") => Ok(Route::InstallFromFiles),
+        Some(action @ ("create-from-vm" | "import-docker-image" | "import-lxd-image")) => {
+            Err(not_on_one_node(action))
+        }
         Some(action) => Err(Error::param(
             "action",
             format!("unknown action {action:?} on /images: expected create-from-dataset or install-from-files"),
         )),
     }
+}
+
+/// The IMGAPI actions that need what a single node does not have (Manta, a
+/// datacenter's VMAPI and workflow, a Docker registry, other datacenters):
+/// 400 `NotImplemented`, naming why and what to use instead.
+fn not_on_one_node(action: &str) -> Error {
+    let why = match action {
+        "create-from-vm" => {
+            "creating an image from a VM needs a datacenter (VMAPI, workflow); on a node use action=create-from-dataset"
+        }
+        "import-docker-image" | "import-lxd-image" => {
+            "importing Docker and LXD images needs a registry service; import IMGAPI images with action=import-remote"
+        }
+        "export&manta_path" => {
+            "exporting to Manta needs Manta storage; export to a local directory with action=export&path=DIR"
+        }
+        "change-stor" => "this store has one storage, the node's local blob store",
+        _ => "importing from another datacenter needs a datacenter; import from an IMGAPI source with action=import-remote",
+    };
+    Error::NotImplemented(format!(
+        "action {action:?} is not available on a single-node image store: {why}"
+    ))
 }
 
 /// `POST /images/:uuid?action=...`.
@@ -273,7 +342,14 @@ fn image_action(uuid: &str, query: &[(String, String)]) -> Result<Route> {
     let owned =
         |key: &str| -> Result<Option<String>> { Ok(param(query, key)?.map(str::to_string)) };
     Ok(match action {
-        "import" => Route::ImportImage(uuid),
+        "import" => match owned("source")? {
+            Some(source) => Route::ImportImageFromSource { uuid, source },
+            None => Route::ImportImage(uuid),
+        },
+        "export" if param(query, "manta_path")?.is_some() => {
+            return Err(not_on_one_node("export&manta_path"))
+        }
+        action @ ("change-stor" | "import-from-datacenter") => return Err(not_on_one_node(action)),
         "activate" => Route::ActivateImage(uuid),
         "enable" => Route::EnableImage(uuid),
         "disable" => Route::DisableImage(uuid),
@@ -328,6 +404,11 @@ mod tests {
         let clone = format!("{img}/clone");
         let pool_img = format!("/pools/zones/images/{u}");
         let avail_one = format!("/sources/images/{u}");
+        let icon = format!("{img}/icon");
+        let jobs = format!("{img}/jobs");
+        let from_url = format!("{file}/from-url");
+        let dataset = format!("/datasets/{u}");
+        let dataset_file = format!("{dataset}/x.zfs.gz");
         let table: Vec<(Method, &str, &str, Route)> = vec![
             (Method::GET, "/ping", "", Route::Ping),
             (Method::HEAD, "/ping", "", Route::Ping),
@@ -529,6 +610,39 @@ mod tests {
             (Method::GET, "/state", "verify=true", Route::State),
             (Method::POST, "/state", "action=repair", Route::Repair),
             (Method::POST, "/vacuum", "dry_run=true", Route::Vacuum),
+            (Method::PUT, &icon, "sha1=x", Route::AddImageIcon(s(u))),
+            (Method::POST, &icon, "", Route::AddImageIcon(s(u))),
+            (Method::GET, &icon, "", Route::GetImageIcon(s(u))),
+            (Method::HEAD, &icon, "", Route::GetImageIcon(s(u))),
+            (Method::DELETE, &icon, "", Route::DeleteImageIcon(s(u))),
+            (Method::GET, &jobs, "task=x", Route::ListImageJobs(s(u))),
+            (
+                Method::POST,
+                &img,
+                "action=import&source=http://h",
+                Route::ImportImageFromSource {
+                    uuid: s(u),
+                    source: s("http://h"),
+                },
+            ),
+            (
+                Method::PUT,
+                &file,
+                "source=http://h",
+                Route::AddImageFileFromSource {
+                    uuid: s(u),
+                    source: s("http://h"),
+                },
+            ),
+            (
+                Method::POST,
+                &from_url,
+                "compression=gzip",
+                Route::AddImageFileFromUrl(s(u)),
+            ),
+            (Method::GET, "/datasets", "", Route::ListDatasets),
+            (Method::GET, &dataset, "", Route::GetDataset(s(u))),
+            (Method::GET, &dataset_file, "", Route::GetDatasetFile(s(u))),
         ];
         for (m, p, q, want) in table {
             assert_eq!(parsed(&m, p, q).unwrap(), want, "{m} {p}?{q}");
@@ -545,6 +659,9 @@ mod tests {
         let img = "/images/00000000-0000-4000-8000-000000000001";
         let file = format!("{img}/file");
         let file_x = format!("{file}/x");
+        let icon = format!("{img}/icon");
+        let jobs = format!("{img}/jobs");
+        let from_url = format!("{file}/from-url");
         let table: Vec<Refusal> = vec![
             (Method::GET, "/", "", "ResourceNotFound", 404, None),
             (Method::GET, "/nope", "", "ResourceNotFound", 404, None),
@@ -768,6 +885,88 @@ mod tests {
                 None,
             ),
             (Method::POST, "/state", "", "InvalidParameter", 422, None),
+            // Not on one node: IMGAPI's NotImplemented, before the image is
+            // looked up.
+            (
+                Method::POST,
+                "/images",
+                "action=create-from-vm",
+                "NotImplemented",
+                400,
+                None,
+            ),
+            (
+                Method::POST,
+                "/images",
+                "action=import-docker-image",
+                "NotImplemented",
+                400,
+                None,
+            ),
+            (
+                Method::POST,
+                "/images",
+                "action=import-lxd-image",
+                "NotImplemented",
+                400,
+                None,
+            ),
+            (
+                Method::POST,
+                img,
+                "action=export&manta_path=/a/stor/x",
+                "NotImplemented",
+                400,
+                None,
+            ),
+            (
+                Method::POST,
+                img,
+                "action=change-stor&stor=manta",
+                "NotImplemented",
+                400,
+                None,
+            ),
+            (
+                Method::POST,
+                img,
+                "action=import-from-datacenter",
+                "NotImplemented",
+                400,
+                None,
+            ),
+            (
+                Method::PATCH,
+                &icon,
+                "",
+                "MethodNotAllowed",
+                405,
+                Some("GET, HEAD, PUT, POST, DELETE"),
+            ),
+            (
+                Method::POST,
+                &jobs,
+                "",
+                "MethodNotAllowed",
+                405,
+                Some("GET, HEAD"),
+            ),
+            (
+                Method::GET,
+                &from_url,
+                "",
+                "MethodNotAllowed",
+                405,
+                Some("POST"),
+            ),
+            (
+                Method::POST,
+                "/datasets",
+                "",
+                "MethodNotAllowed",
+                405,
+                Some("GET, HEAD"),
+            ),
             (
                 Method::POST,
                 "/state",

@@ -69,7 +69,7 @@ mod validate;
 
 pub use build::{apply_update, prepare_create, prepare_import};
 pub use text::{format_timestamp, is_uuid};
-pub use v1::upgrade_v1;
+pub use v1::{downgrade_v1, upgrade_v1};
 pub use validate::{validate, validate_as, Mode};
 
 use serde_json::{Map, Value};

@@ -1,7 +1,8 @@
 //! The v1 ("dsmanifest", DSAPI) to v2 upgrade, [`upgrade_v1`], after
 //! imgmanifest's `upgradeManifest`: images published before IMGAPI still
 //! come from DSAPI sources and old export files. The rules are listed on
-//! [`upgrade_v1`] itself.
+//! [`upgrade_v1`] itself. And its inverse, [`downgrade_v1`], for the DSAPI
+//! view (`GET /datasets`) that legacy `dsapi` sources read.
 
 use super::text::parse_count;
 use super::{canonical_order, Manifest, MANIFEST_VERSION};
@@ -108,6 +109,78 @@ pub fn upgrade_v1(m: &Manifest) -> Manifest {
     canonical_order(m)
 }
 
+/// A v2 manifest as a v1 "dsmanifest", the shape DSAPI served and that
+/// imgadm's `dsapi` source (sdc-clients `dsapi.js`) and
+/// [`upgrade_v1`] read; `upgrade_v1(downgrade_v1(m))` gives `m` back (but
+/// `state` of an unactivated image, which DSAPI could not express).
+///
+/// - `owner` becomes `creator_uuid` and `vendor_uuid`; `creator_name` and
+///   `cloud_name` are `sdc`, `platform_type` is `smartos`;
+/// - a private image names the first `acl` entry as `restricted_to_uuid`;
+///   `public`, `acl`, `state` and `v` are dropped;
+/// - `created_at` and `updated_at` are `published_at`;
+/// - `urn` defaults to `sdc:sdc:NAME:VERSION`;
+/// - each file gets `path` (`UUID.zfs[.EXT]`, by its compression) and `url`
+///   (`BASE/UUID/PATH`: where the DSAPI view serves it).
+pub fn downgrade_v1(m: &Manifest, base_url: &str) -> Manifest {
+    let mut m = m.clone();
+    let uuid = m
+        .get("uuid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    for dropped in ["v", "state"] {
+        m.remove(dropped);
+    }
+    if let Some(owner) = m.remove("owner") {
+        m.insert("creator_uuid".into(), owner.clone());
+        m.insert("vendor_uuid".into(), owner);
+    }
+    m.insert("creator_name".into(), Value::from("sdc"));
+    m.insert("cloud_name".into(), Value::from("sdc"));
+    m.insert("platform_type".into(), Value::from("smartos"));
+    let public = m.remove("public").is_none_or(|p| truthy(&p));
+    let acl = m.remove("acl");
+    if !public {
+        if let Some(first) = acl
+            .as_ref()
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+        {
+            m.insert("restricted_to_uuid".into(), first.clone());
+        }
+    }
+    if let Some(p) = m.get("published_at").cloned() {
+        m.insert("created_at".into(), p.clone());
+        m.insert("updated_at".into(), p);
+    }
+    if !m.contains_key("urn") {
+        let field = |k: &str| {
+            m.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let urn = format!("sdc:sdc:{}:{}", field("name"), field("version"));
+        m.insert("urn".into(), Value::from(urn));
+    }
+    if let Some(Value::Array(files)) = m.get_mut("files") {
+        for file in files.iter_mut().filter_map(Value::as_object_mut) {
+            let compression = file
+                .get("compression")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let path = format!("{uuid}.zfs{}", crate::codec::extension(compression));
+            file.insert(
+                "url".into(),
+                Value::from(format!("{base_url}/{uuid}/{path}")),
+            );
+            file.insert("path".into(), Value::from(path));
+        }
+    }
+    m
+}
+
 /// imgmanifest's test: no `v` but a `creator_uuid` (a v1-only field), or a
 /// numeric `v` below 2.
 fn is_v1(m: &Manifest) -> bool {
@@ -162,6 +235,37 @@ mod tests {
             "restricted_to_uuid": "df6ea68c-6549-486c-9479-1d48d54ae066",
             "_url": "https://ds.example"
         }))
+    }
+
+    /// The DSAPI view's shape, and the upgrade reads it back unchanged.
+    #[test]
+    fn downgrade_v1_is_undone_by_upgrade() {
+        let v2 = upgrade_v1(&v1_zvol());
+        let d = downgrade_v1(&v2, "http://peer:80/datasets");
+        assert_eq!(d["creator_uuid"], OWNER);
+        assert_eq!(d["vendor_uuid"], OWNER);
+        assert_eq!(
+            d["restricted_to_uuid"],
+            "df6ea68c-6549-486c-9479-1d48d54ae066"
+        );
+        assert_eq!(d["created_at"], v2["published_at"]);
+        for gone in ["v", "owner", "public", "acl", "state"] {
+            assert!(!d.contains_key(gone), "{gone}");
+        }
+        let file = &d["files"][0];
+        assert_eq!(file["path"], format!("{UUID}.zfs.bz2"));
+        assert_eq!(
+            file["url"],
+            format!("http://peer:80/datasets/{UUID}/{UUID}.zfs.bz2")
+        );
+        assert_eq!(upgrade_v1(&d), v2);
+        // A public image without urn gets one, and no restricted_to_uuid.
+        let mut public = v2.clone();
+        public.insert("public".into(), json!(true));
+        public.remove("urn");
+        let d = downgrade_v1(&public, "/datasets");
+        assert_eq!(d["urn"], "sdc:sdc:ubuntu:2.0.0");
+        assert!(!d.contains_key("restricted_to_uuid"));
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! - `GET|HEAD /images` (same filters as on the socket)
 //! - `GET|HEAD /images/:uuid`
 //! - `GET|HEAD /images/:uuid/file` (with `Range`, so a peer can resume)
+//! - `GET|HEAD /images/:uuid/icon`
+//! - `GET|HEAD /datasets`, `/datasets/:uuid` and `/datasets/:uuid/:file`
+//!   (the DSAPI view, so another node can use this one as a `dsapi`
+//!   source too)
 //!
 //! Requests go through [`guard`] and then the same handlers as the Unix
 //! socket, so both answer alike. Everything else is refused before it
@@ -54,7 +58,13 @@ pub fn guard(method: &Method, path: &str) -> Result<(), Error> {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let readable = matches!(
         segs.as_slice(),
-        ["ping"] | ["images"] | ["images", _] | ["images", _, "file"]
+        ["ping"]
+            | ["images"]
+            | ["images", _]
+            | ["images", _, "file" | "icon"]
+            | ["datasets"]
+            | ["datasets", _]
+            | ["datasets", _, _]
     );
     if !readable {
         return Err(Error::RouteNotFound {
@@ -173,6 +183,16 @@ mod tests {
             (Method::HEAD, "/images"),
             (Method::GET, u),
             (Method::GET, &format!("{u}/file")),
+            (Method::GET, &format!("{u}/icon")),
+            (Method::GET, "/datasets"),
+            (
+                Method::GET,
+                "/datasets/11111111-1111-4111-8111-111111111111",
+            ),
+            (
+                Method::HEAD,
+                "/datasets/11111111-1111-4111-8111-111111111111/x.zfs.gz",
+            ),
         ] {
             assert!(guard(&m, p).is_ok(), "{m} {p}");
         }
@@ -181,6 +201,10 @@ mod tests {
             (Method::POST, u, 405),
             (Method::DELETE, u, 405),
             (Method::PUT, &format!("{u}/file") as &str, 405),
+            (Method::PUT, &format!("{u}/icon") as &str, 405),
+            (Method::DELETE, &format!("{u}/icon") as &str, 405),
+            (Method::GET, &format!("{u}/jobs") as &str, 404),
+            (Method::POST, "/datasets", 405),
             (Method::GET, "/tasks", 404),
             (Method::GET, "/sources", 404),
             (Method::POST, "/sources", 404),

@@ -212,6 +212,7 @@ impl Service {
             manifest: m,
             activated: true,
             content_md5: src.content_md5.clone(),
+            icon: None,
         })
     }
 }

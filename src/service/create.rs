@@ -276,6 +276,7 @@ impl Service {
                     manifest: m,
                     activated: true,
                     content_md5: Some(d.md5_b64.clone()),
+                    icon: None,
                 })
                 .map_err(|e| Error::io(&format!("storing image {uuid}"), e))?;
             Ok(())
@@ -476,6 +477,7 @@ impl Service {
                     manifest,
                     activated: false,
                     content_md5: None,
+                    icon: None,
                 })
                 .map_err(|e| Error::io(&format!("storing image {uuid}"), e))?;
             let result = svc

@@ -410,6 +410,7 @@ mod tests {
             .clone(),
             activated: true,
             content_md5: None,
+            icon: None,
         })
     }
 
@@ -614,6 +615,7 @@ mod tests {
                 manifest: m.as_object().unwrap().clone(),
                 activated: i % 3 != 1,
                 content_md5: None,
+                icon: None,
             })
             .unwrap();
             uuids.push(uuid);

@@ -399,10 +399,35 @@ fn examine(s: &Snapshot, cas: &Cas, verify: bool, mode: manifest::Mode) -> Repor
             if let Some(b) = rec.blob_sha256() {
                 referenced.insert(b.to_string());
             }
+            if let Some(icon) = &rec.icon {
+                referenced.insert(icon.sha256.clone());
+            }
         }
     }
     let mut digests: HashMap<String, std::result::Result<Digests, CasError>> = HashMap::new();
     for (uuid, rec) in &good {
+        if let Some(icon) = &rec.icon {
+            referenced.insert(icon.sha256.clone());
+            let len = cas
+                .blob_path(&icon.sha256)
+                .ok()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len());
+            if len != Some(icon.size) {
+                f.push(finding(
+                    "IconBlobMissing",
+                    Severity::Error,
+                    *uuid,
+                    format!(
+                        "icon blob {} has {}, the record says {} bytes: upload the icon again (or delete it)",
+                        icon.sha256,
+                        len.map_or("no file".into(), |n| format!("{n} bytes")),
+                        icon.size
+                    ),
+                    false,
+                ));
+            }
+        }
         // The typed view; a record whose entry it cannot read is already
         // RecordInvalid, and its blob is still checked by digest.
         let file = rec.file();

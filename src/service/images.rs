@@ -136,6 +136,7 @@ impl Service {
                 manifest: m,
                 activated: false,
                 content_md5: None,
+                icon: None,
             })
         })
         .await
@@ -162,6 +163,7 @@ impl Service {
                 manifest: m,
                 activated: false,
                 content_md5: None,
+                icon: None,
             })
         })
         .await
@@ -180,6 +182,34 @@ impl Service {
         if rec.activated {
             return Err(Error::ImageFilesImmutable(uuid));
         }
+        self.check_file_params(&uuid, &p)?;
+        let max = self.limits().max_file_bytes;
+        if let Some(n) = p.size.or(p.content_length) {
+            let dir = crate::store::layout::ingest(&self.config().data_dir);
+            if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
+                // fsblkcnt_t and c_ulong are not u64 on every target.
+                #[allow(clippy::unnecessary_cast)]
+                let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+                if n > free {
+                    return Err(Error::InsufficientStorage(format!(
+                        "image file of {n} bytes does not fit: {free} bytes free in {}; nothing was stored",
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        let id = uuid.clone();
+        let (sealed, p) = self
+            .blocking(move |svc| svc.ingest(&id, &p, max, &mut chunks).map(|s| (s, p)))
+            .await?;
+        self.mutate(move |svc| svc.commit_file(&uuid, sealed, &p))
+            .await
+    }
+
+    /// The checks of AddImageFile's parameters made before any byte is
+    /// read: a known compression, a well-formed SHA-1, an announced size
+    /// within `limits.max_file_bytes`.
+    pub(super) fn check_file_params(&self, uuid: &str, p: &FileParams) -> Result<()> {
         if !manifest::COMPRESSIONS.contains(&p.compression.as_str()) {
             return Err(Error::param(
                 "compression",
@@ -202,30 +232,11 @@ impl Service {
         for (name, v) in [("size", p.size), ("Content-Length", p.content_length)] {
             if let Some(n) = v.filter(|&n| n > max) {
                 return Err(Error::PayloadTooLarge(format!(
-                    "image file of {n} bytes ({name}) is larger than the limit of {max} bytes (limits.max_file_bytes)"
+                    "image file of {n} bytes ({name}) for image {uuid} is larger than the limit of {max} bytes (limits.max_file_bytes)"
                 )));
             }
         }
-        if let Some(n) = p.size.or(p.content_length) {
-            let dir = crate::store::layout::ingest(&self.config().data_dir);
-            if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
-                // fsblkcnt_t and c_ulong are not u64 on every target.
-                #[allow(clippy::unnecessary_cast)]
-                let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
-                if n > free {
-                    return Err(Error::InsufficientStorage(format!(
-                        "image file of {n} bytes does not fit: {free} bytes free in {}; nothing was stored",
-                        dir.display()
-                    )));
-                }
-            }
-        }
-        let id = uuid.clone();
-        let (sealed, p) = self
-            .blocking(move |svc| svc.ingest(&id, &p, max, &mut chunks).map(|s| (s, p)))
-            .await?;
-        self.mutate(move |svc| svc.commit_file(&uuid, sealed, &p))
-            .await
+        Ok(())
     }
 
     /// Adds `data` as the uncompressed file of `uuid` (unit tests).
@@ -340,7 +351,7 @@ impl Service {
     /// returned: the metadata change has been committed already, and an
     /// unreferenced blob is only wasted space that `vacuum` reclaims.
     pub(super) fn release_blob(&self, sha256: &str) {
-        let used = self.meta.any(|f| f.blob_sha256.as_deref() == Some(sha256));
+        let used = self.meta.any(|f| f.uses_blob(sha256));
         if !used {
             if let Err(e) = self.cas.remove(sha256) {
                 tracing::warn!(blob = sha256, error = %e, "could not remove unreferenced blob");
@@ -407,6 +418,8 @@ impl Service {
     }
 
     /// DeleteImage: refused while another image names this one as origin.
+    /// The file's and the icon's blobs go with it (when nothing else uses
+    /// them).
     pub async fn delete(self: &Arc<Self>, uuid: String) -> Result<()> {
         check_uuid(&uuid)?;
         self.mutate(move |svc| svc.delete_locked(&uuid)).await
@@ -427,6 +440,9 @@ impl Service {
             .map_err(io_err(format!("deleting image {uuid}")))?;
         if let Some(blob) = cur.blob_sha256() {
             self.release_blob(blob);
+        }
+        if let Some(icon) = &cur.icon {
+            self.release_blob(&icon.sha256);
         }
         Ok(())
     }

@@ -628,6 +628,7 @@ impl Service {
                     manifest,
                     activated: false,
                     content_md5: None,
+                    icon: None,
                 })
                 .map_err(|e| Error::io(&format!("storing image {uuid}"), e))?;
             let result = svc

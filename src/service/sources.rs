@@ -61,6 +61,7 @@ impl Service {
                     manifest: img.manifest,
                     activated: true,
                     content_md5: None,
+                    icon: None,
                 })
             })
             .collect();

@@ -119,6 +119,35 @@ impl Service {
         self.blocking(|svc| Ok(svc.tasks.list())).await
     }
 
+    /// ListImageJobs: the tasks about image `uuid` (those whose input or
+    /// result names it as `image_uuid`), newest first; only those of kind
+    /// `kind` when given.
+    ///
+    /// # Errors
+    /// `ResourceNotFound` for an unknown image (as GetImage).
+    pub async fn image_jobs(
+        self: &Arc<Self>,
+        uuid: String,
+        kind: Option<String>,
+    ) -> Result<Vec<Task>> {
+        self.get_image(&uuid)?;
+        self.blocking(move |svc| {
+            let names = |v: Option<&serde_json::Value>| {
+                v.and_then(|v| v.get("image_uuid")).and_then(|u| u.as_str()) == Some(uuid.as_str())
+            };
+            let mut jobs: Vec<Task> = svc
+                .tasks
+                .list()
+                .into_iter()
+                .filter(|t| names(Some(&t.input)) || names(t.result.as_ref()))
+                .filter(|t| kind.as_deref().is_none_or(|k| t.kind == k))
+                .collect();
+            jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+            Ok(jobs)
+        })
+        .await
+    }
+
     /// One task; with `wait`, once it has finished or `wait` has passed,
     /// whichever comes first.
     ///

@@ -212,8 +212,10 @@ impl Service {
         if unreadable.is_empty() {
             let referenced: std::collections::BTreeSet<String> = self
                 .meta
-                .scan(|_, f| f.blob_sha256.clone())
+                .scan(|_, f| Some([f.blob_sha256.clone(), f.icon_sha256.clone()]))
                 .into_iter()
+                .flatten()
+                .flatten()
                 .collect();
             let blobs = self.cas.list().map_err(|e| Error::io("listing blobs", e))?;
             for sha in blobs.into_iter().filter(|b| !referenced.contains(b)) {
@@ -365,6 +367,7 @@ mod tests {
                 .clone(),
             activated: false,
             content_md5: None,
+            icon: None,
         };
         let old = "11111111-1111-4111-8111-111111111111";
         let fresh = "22222222-2222-4222-8222-222222222222";

@@ -55,7 +55,7 @@ use std::sync::{Arc, RwLock};
 
 /// What the store keeps about one image: the manifest as served, plus the
 /// fields IMGAPI stores but never outputs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub manifest: Manifest,
     /// IMGAPI's `activated`: state is derived from it and `disabled`.
@@ -64,6 +64,28 @@ pub struct ImageRecord {
     /// Base64 MD5 of the file, served as `Content-MD5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_md5: Option<String>,
+    /// The image's icon (AddImageIcon), a blob of the content-addressed
+    /// store like the image file; the manifest says `icon: true` while it
+    /// is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<Icon>,
+}
+
+/// An image's icon: which blob holds it and what GetImageIcon answers
+/// with (IMGAPI keeps the same facts in its raw `icon` object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Icon {
+    /// Hex SHA-256 of the icon: its blob's key.
+    pub sha256: String,
+    /// Hex SHA-1, served as `ETag`.
+    pub sha1: String,
+    /// Base64 MD5, served as `Content-MD5`.
+    pub content_md5: String,
+    pub size: u64,
+    /// `image/png`, `image/jpeg` or `image/gif`, as uploaded.
+    pub content_type: String,
+    /// When it was uploaded (RFC 3339), served as `Last-Modified`.
+    pub mtime: String,
 }
 
 impl ImageRecord {
@@ -150,6 +172,8 @@ pub struct Fields {
     pub acl: Vec<String>,
     /// The string items of `channels`; `None` when the manifest has none.
     pub channels: Option<Vec<String>>,
+    /// The icon's blob (from the record, not the manifest).
+    pub icon_sha256: Option<String>,
 }
 
 /// The parts of a manifest's `requirements` that decide whether a package
@@ -242,6 +266,7 @@ impl Fields {
             blob_sha256: d.files.as_ref().and_then(blob_of_files),
             acl: strings_of(d.acl.as_ref()).unwrap_or_default(),
             channels: strings_of(d.channels.as_ref()),
+            icon_sha256: None,
         })
     }
 
@@ -263,7 +288,13 @@ impl Fields {
             blob_sha256: FileEntry::sha256_of(m).map(str::to_string),
             acl: strings_of(m.get("acl")).unwrap_or_default(),
             channels: strings_of(m.get("channels")),
+            icon_sha256: None,
         }
+    }
+
+    /// Whether the image refers to the blob `sha256` (its file or its icon).
+    pub fn uses_blob(&self, sha256: &str) -> bool {
+        self.blob_sha256.as_deref() == Some(sha256) || self.icon_sha256.as_deref() == Some(sha256)
     }
 
     pub fn sort_key(&self) -> SortKey {
@@ -286,6 +317,7 @@ pub struct Cached {
     pub fields: Fields,
     pub activated: bool,
     pub content_md5: Option<String>,
+    pub icon: Option<Icon>,
     /// The manifest as compact JSON followed by a newline.
     json_line: Bytes,
 }
@@ -299,16 +331,21 @@ struct RawRecord<'a> {
     activated: bool,
     #[serde(default)]
     content_md5: Option<String>,
+    #[serde(default)]
+    icon: Option<Icon>,
 }
 
 impl Cached {
     fn from_record(rec: &ImageRecord) -> serde_json::Result<Arc<Cached>> {
         let mut json = serde_json::to_vec(&rec.manifest)?;
         json.push(b'\n');
+        let mut fields = Fields::of(&rec.manifest);
+        fields.icon_sha256 = rec.icon.as_ref().map(|i| i.sha256.clone());
         Ok(Arc::new(Cached {
-            fields: Fields::of(&rec.manifest),
+            fields,
             activated: rec.activated,
             content_md5: rec.content_md5.clone(),
+            icon: rec.icon.clone(),
             json_line: Bytes::from(json),
         }))
     }
@@ -322,7 +359,8 @@ impl Cached {
         if !raw.manifest.get().starts_with('{') {
             return Err(serde::de::Error::custom("the manifest is not an object"));
         }
-        let fields = Fields::parse(raw.manifest.get())?;
+        let mut fields = Fields::parse(raw.manifest.get())?;
+        fields.icon_sha256 = raw.icon.as_ref().map(|i| i.sha256.clone());
         let mut json = Vec::with_capacity(raw.manifest.get().len() + 1);
         json.extend_from_slice(raw.manifest.get().as_bytes());
         json.push(b'\n');
@@ -330,6 +368,7 @@ impl Cached {
             fields,
             activated: raw.activated,
             content_md5: raw.content_md5,
+            icon: raw.icon,
             json_line: Bytes::from(json),
         }))
     }
@@ -350,6 +389,7 @@ impl Cached {
             manifest: serde_json::from_slice(self.json()).unwrap_or_default(),
             activated: self.activated,
             content_md5: self.content_md5.clone(),
+            icon: self.icon.clone(),
         }
     }
 }
@@ -1051,6 +1091,7 @@ mod tests {
                 .clone(),
             activated: false,
             content_md5: None,
+            icon: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod hostile;
 mod images;
 mod imgapi_b;
 mod imgapi_a;
+mod imgapi_d;
 mod logs;
 mod memory;
 mod packages;

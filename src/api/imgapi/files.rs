@@ -2,7 +2,7 @@
 //! store, and GetImageFile streamed out of it with `Range` support.
 
 use super::images::ok;
-use crate::api::http::{full, Body, Ctx};
+use crate::api::http::{full, json_body, Body, Ctx};
 use crate::error::{Error, Result};
 use crate::service::images::{BodyError, FileParams};
 use bytes::Bytes;
@@ -91,6 +91,37 @@ pub async fn put(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     };
     let (_, result) = tokio::join!(forward, svc.add_file(uuid, params, rx));
     ok(result?)
+}
+
+/// `PUT /images/:uuid/file?source=URL`: the file of the same image at the
+/// IMGAPI `source`, verified against its manifest there. The request body
+/// is not read.
+pub async fn add_from_source(ctx: Ctx, uuid: String, source: String) -> Result<Response<Body>> {
+    ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
+    ok(ctx.svc.add_file_from_source(uuid, source).await?)
+}
+
+/// `POST /images/:uuid/file/from-url?compression=C[&sha1=HEX]`, body
+/// `{"file_url": "https://..."}`: AddImageFileFromUrl.
+pub async fn add_from_url(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
+    let (ctx, body) = json_body(ctx).await?;
+    let compression = ctx
+        .param("compression")?
+        .ok_or_else(|| Error::param("compression", "missing: one of none, gzip, bzip2, xz, zstd"))?
+        .to_string();
+    let url = match body.get("file_url") {
+        Some(serde_json::Value::String(u)) => u.clone(),
+        Some(_) => return Err(Error::param("file_url", "not a string")),
+        None => return Err(Error::param("file_url", "missing from the request body")),
+    };
+    let params = FileParams {
+        compression,
+        sha1: ctx.param("sha1")?.map(str::to_string),
+        size: None,
+        content_length: None,
+    };
+    ok(ctx.svc.add_file_from_url(uuid, url, params).await?)
 }
 
 /// A parsed `Range: bytes=...` header: `Some((start, end_inclusive))`.

@@ -73,6 +73,24 @@ pub async fn import(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     ok(ctx.svc.import_image_scoped(uuid, body, &scope).await?)
 }
 
+/// `POST /images/:uuid?action=import&source=URL[&skip_owner_check=BOOL]`:
+/// AdminImportImage of the manifest the IMGAPI at `source` has. The body,
+/// if any, is not read (IMGAPI ignores it too). `skip_owner_check` must be
+/// a boolean; a node has no account database to check owners against.
+pub async fn import_from_source(ctx: Ctx, uuid: String, source: String) -> Result<Response<Body>> {
+    let scope = super::scope(&ctx, false)?;
+    match ctx.param("skip_owner_check")? {
+        None | Some("true" | "false") => {}
+        Some(other) => {
+            return Err(Error::param(
+                "skip_owner_check",
+                format!("{other:?} is not a boolean (true or false)"),
+            ))
+        }
+    }
+    ok(ctx.svc.import_from_source(uuid, source, &scope).await?)
+}
+
 /// `POST /images/:uuid?action=import-remote[&source=URL][&install=POOL]`.
 pub async fn import_remote(ctx: Ctx, req: ImportRemote) -> Result<Response<Body>> {
     let scope = super::scope(&ctx, false)?;

@@ -5,7 +5,9 @@
 pub mod acl;
 pub mod admin;
 pub mod channels;
+pub mod datasets;
 pub mod files;
+pub mod icons;
 pub mod images;
 pub mod packages;
 pub mod pools;
@@ -97,5 +99,19 @@ pub async fn serve(route: Route, ctx: Ctx) -> Result<Response<Body>> {
         Route::RemoveImageAcl(uuid) => acl::change(ctx, uuid, false).await,
         Route::UnknownAclAction { uuid, action } => acl::unknown_action(ctx, uuid, action).await,
         Route::CloneImage(uuid) => acl::clone(ctx, uuid).await,
+        Route::AddImageIcon(uuid) => icons::add(ctx, uuid).await,
+        Route::GetImageIcon(uuid) => icons::get(ctx, uuid).await,
+        Route::DeleteImageIcon(uuid) => icons::delete(ctx, uuid).await,
+        Route::ListImageJobs(uuid) => tasks::image_jobs(ctx, uuid).await,
+        Route::ImportImageFromSource { uuid, source } => {
+            images::import_from_source(ctx, uuid, source).await
+        }
+        Route::AddImageFileFromSource { uuid, source } => {
+            files::add_from_source(ctx, uuid, source).await
+        }
+        Route::AddImageFileFromUrl(uuid) => files::add_from_url(ctx, uuid).await,
+        Route::ListDatasets => datasets::list(ctx).await,
+        Route::GetDataset(uuid) => datasets::get(ctx, uuid).await,
+        Route::GetDatasetFile(uuid) => files::get(ctx, uuid).await,
     }
 }

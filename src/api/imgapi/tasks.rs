@@ -53,3 +53,60 @@ pub async fn get(ctx: Ctx, id: String) -> Result<Response<Body>> {
 pub fn cancel(ctx: Ctx, id: String) -> Result<Response<Body>> {
     task_json(&ctx.svc.cancel_task(&id)?)
 }
+
+/// A task's `status` under the name workflow jobs use for it
+/// (`execution`).
+fn execution(status: &str) -> &'static str {
+    match status {
+        "pending" => "queued",
+        "processing" => "running",
+        "success" => "succeeded",
+        "cancelled" => "canceled",
+        _ => "failed",
+    }
+}
+
+/// A task in the shape of the workflow job IMGAPI's ListImageJobs returns
+/// (`uuid`, `name`, `task`, `execution`, `params` with `image_uuid` and
+/// `task`, `created_at`), plus the task's own `result`, `error`,
+/// `progress` and `updated_at`.
+fn job_json(t: &Task) -> Result<serde_json::Value> {
+    let v = serde_json::to_value(t).map_err(|e| Error::internal("task", e))?;
+    let status = v["status"].as_str().unwrap_or_default();
+    let mut params = t.input.clone();
+    if let Some(p) = params.as_object_mut() {
+        p.insert("task".into(), serde_json::json!(t.kind));
+    }
+    Ok(serde_json::json!({
+        "uuid": t.id,
+        "name": t.kind,
+        "task": t.kind,
+        "execution": execution(status),
+        "params": params,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+        "result": v["result"],
+        "error": v["error"],
+        "progress": v["progress"],
+    }))
+}
+
+/// `GET /images/:uuid/jobs[?task=KIND][&execution=STATE]`: ListImageJobs,
+/// the tasks about the image as workflow jobs, newest first.
+pub async fn image_jobs(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    ctx.svc.scoped_image(&uuid, &super::scope(&ctx, true)?)?;
+    let task = ctx.param("task")?.map(str::to_string);
+    let wanted = ctx.param("execution")?.map(str::to_string);
+    let jobs = ctx.svc.image_jobs(uuid, task).await?;
+    let mut out = Vec::new();
+    for t in &jobs {
+        let j = job_json(t)?;
+        if wanted.as_deref().is_none_or(|w| j["execution"] == w) {
+            out.push(j);
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::Value::Array(out),
+    ))
+}

@@ -22,6 +22,8 @@ pub struct Daemon {
     extra: Vec<String>,
     /// Run the daemon as this uid and gid (root tests only).
     pub run_as: Option<(u32, u32)>,
+    /// Extra environment of the daemon (e.g. `SSL_CERT_FILE`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -68,6 +70,7 @@ impl Daemon {
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             run_as: None,
+            env: Vec::new(),
         }
     }
 
@@ -80,7 +83,8 @@ impl Daemon {
             .arg(&self.data)
             .arg("--socket")
             .arg(&self.sock)
-            .args(&self.extra);
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some((uid, gid)) = self.run_as {
             use std::os::unix::process::CommandExt;
             c.uid(uid).gid(gid);
