@@ -61,7 +61,7 @@ mod text;
 mod v1;
 mod validate;
 
-pub use build::{apply_update, prepare_create, prepare_import};
+pub use build::{apply_update, import_extra_fields, prepare_create, prepare_import, IMPORT_FIELDS};
 pub use text::{format_timestamp, is_uuid};
 pub use v1::upgrade_v1;
 pub use validate::validate;
@@ -77,7 +77,8 @@ pub type Manifest = Map<String, Value>;
 pub struct FieldError {
     /// Dotted path of the offending field (`""` for the body itself).
     pub field: String,
-    /// `"Missing"`, `"Invalid"` or `"NotAllowed"`.
+    /// `"MissingParameter"`, `"Invalid"` or `"NotAllowed"` (node-imgmanifest's
+    /// codes).
     pub code: String,
     /// Names the field and says what is wrong.
     pub message: String,
@@ -92,7 +93,7 @@ impl FieldError {
         }
     }
     fn missing(field: &str, message: String) -> Self {
-        Self::new(field, "Missing", message)
+        Self::new(field, "MissingParameter", message)
     }
     fn invalid(field: &str, message: String) -> Self {
         Self::new(field, "Invalid", message)

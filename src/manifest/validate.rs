@@ -750,13 +750,13 @@ mod tests {
         rejects(
             "no v",
             with(m(), &[("v", None)]),
-            &[("v", "Missing")],
+            &[("v", "MissingParameter")],
             "v is required",
         );
         rejects(
             "no name, version",
             with(m(), &[("name", None), ("version", None)]),
-            &[("name", "Missing"), ("version", "Missing")],
+            &[("name", "MissingParameter"), ("version", "MissingParameter")],
             "name is required",
         );
         rejects(
@@ -771,17 +771,17 @@ mod tests {
                 ],
             ),
             &[
-                ("owner", "Missing"),
-                ("state", "Missing"),
-                ("disabled", "Missing"),
-                ("public", "Missing"),
+                ("owner", "MissingParameter"),
+                ("state", "MissingParameter"),
+                ("disabled", "MissingParameter"),
+                ("public", "MissingParameter"),
             ],
             "owner is required",
         );
         rejects(
             "no uuid, type, os",
             with(m(), &[("uuid", None), ("type", None), ("os", None)]),
-            &[("uuid", "Missing"), ("type", "Missing"), ("os", "Missing")],
+            &[("uuid", "MissingParameter"), ("type", "MissingParameter"), ("os", "MissingParameter")],
             "uuid is required",
         );
     }
@@ -971,7 +971,7 @@ mod tests {
         rejects(
             "active without published_at, files",
             with(active_zone(), &[("published_at", None), ("files", None)]),
-            &[("published_at", "Missing"), ("files", "Missing")],
+            &[("published_at", "MissingParameter"), ("files", "MissingParameter")],
             r#"published_at is required when state is "active""#,
         );
         rejects(
@@ -984,7 +984,7 @@ mod tests {
                     ("files", None),
                 ],
             ),
-            &[("files", "Missing")],
+            &[("files", "MissingParameter")],
             r#"files is required when state is "disabled""#,
         );
         let m = set(active_zone(), "files", json!([]));
@@ -1050,9 +1050,9 @@ mod tests {
             "empty entry",
             one_file(json!({})),
             &[
-                ("files.0.sha1", "Missing"),
-                ("files.0.size", "Missing"),
-                ("files.0.compression", "Missing"),
+                ("files.0.sha1", "MissingParameter"),
+                ("files.0.size", "MissingParameter"),
+                ("files.0.compression", "MissingParameter"),
             ],
             "files.0.sha1 is required",
         );
@@ -1186,7 +1186,7 @@ mod tests {
         rejects("bootrom value", m, &inv(path), msg);
         let msg = r#"requirements.bootrom requires requirements.brand to be "bhyve""#;
         let m = bootrom(json!({"bootrom": "uefi"}));
-        rejects("no brand", m, &[(path, "Missing")], msg);
+        rejects("no brand", m, &[(path, "MissingParameter")], msg);
         let msg = r#"requirements.bootrom is not supported with brand "kvm""#;
         let m = bootrom(json!({"brand": "kvm", "bootrom": "uefi"}));
         rejects("kvm", m, &inv(path), msg);
@@ -1279,7 +1279,7 @@ mod tests {
             "error shape",
             set(placeholder(), "error", json!({"code": 1, "extra": "x"})),
             &[
-                ("error.message", "Missing"),
+                ("error.message", "MissingParameter"),
                 ("error.code", "Invalid"),
                 ("error.extra", "Invalid"),
             ],
@@ -1315,7 +1315,7 @@ mod tests {
                 ("image_size", None),
             ],
         );
-        let expected: Vec<(&str, &str)> = ZVOL_FIELDS.iter().map(|f| (*f, "Missing")).collect();
+        let expected: Vec<(&str, &str)> = ZVOL_FIELDS.iter().map(|f| (*f, "MissingParameter")).collect();
         let msg = r#"nic_driver is required when type is "zvol""#;
         rejects("zvol without drivers", m, &expected, msg);
 
@@ -1387,7 +1387,7 @@ mod tests {
         rejects(
             "no state or disabled",
             with(dc(), &[("state", None), ("disabled", None)]),
-            &[("state", "Missing"), ("disabled", "Missing")],
+            &[("state", "MissingParameter"), ("disabled", "MissingParameter")],
             "state is required",
         );
         let m = set(dc(), "state", json!("installed"));
@@ -1402,14 +1402,14 @@ mod tests {
         rejects(
             "missing published_at",
             with(dc(), &active),
-            &[("published_at", "Missing")],
+            &[("published_at", "MissingParameter")],
             "published_at is required",
         );
         let m = with(zvol(), &[("nic_driver", None), ("disk_driver", None)]);
         rejects(
             "bad zvol, no drivers",
             m,
-            &[("nic_driver", "Missing"), ("disk_driver", "Missing")],
+            &[("nic_driver", "MissingParameter"), ("disk_driver", "MissingParameter")],
             "nic_driver",
         );
     }
@@ -1449,7 +1449,7 @@ mod tests {
             codes(&validate(&m)),
             pairs(&[
                 ("name", "Invalid"),
-                ("published_at", "Missing"),
+                ("published_at", "MissingParameter"),
                 ("os", "Invalid"),
                 ("requirements.cpu", "Invalid"),
                 ("requirements.max_ram", "Invalid"),

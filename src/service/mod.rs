@@ -22,6 +22,7 @@ pub mod packages;
 pub mod patch;
 pub mod pipe;
 pub mod pools;
+pub mod precondition;
 pub mod sources;
 pub mod tasks;
 pub mod vacuum;

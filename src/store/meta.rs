@@ -146,6 +146,19 @@ pub struct Fields {
     pub requirements: Requirements,
     /// `files[0].digest` without `sha256:`.
     pub blob_sha256: Option<String>,
+    /// The strings of `billing_tags` (the `billing_tag` filter).
+    pub billing_tags: Vec<String>,
+}
+
+/// The strings of a `billing_tags` value.
+fn strings_of(v: Option<&serde_json::Value>) -> Vec<String> {
+    v.and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The parts of a manifest's `requirements` that decide whether a package
@@ -197,6 +210,7 @@ struct FieldsDe {
     tags: Option<serde_json::Value>,
     requirements: Option<serde_json::Value>,
     files: Option<serde_json::Value>,
+    billing_tags: Option<serde_json::Value>,
 }
 
 impl Fields {
@@ -224,6 +238,7 @@ impl Fields {
             },
             requirements: Requirements::of_value(d.requirements.as_ref()),
             blob_sha256: d.files.as_ref().and_then(blob_of_files),
+            billing_tags: strings_of(d.billing_tags.as_ref()),
         })
     }
 
@@ -243,6 +258,7 @@ impl Fields {
             tags: m.get("tags").and_then(|v| v.as_object()).cloned(),
             requirements: Requirements::of(m),
             blob_sha256: FileEntry::sha256_of(m).map(str::to_string),
+            billing_tags: strings_of(m.get("billing_tags")),
         }
     }
 

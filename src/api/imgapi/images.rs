@@ -3,44 +3,68 @@
 //! `files.rs`; installing into a pool is `pools.rs`.
 
 use super::tasks::accepted;
-use crate::api::http::{
-    json_body, json_bytes_response, json_response, manifests_response, no_content, Body, Ctx,
-};
+use super::view::View;
+use crate::api::http::{json_body, no_content, Body, Ctx};
 use crate::api::routes::{Export, ImportRemote};
 use crate::error::{Error, Result};
 use crate::service::create::{CreateRequest, FilesRequest};
 use crate::service::filter::ListFilter;
+use crate::service::precondition::{etag_of_cached, Precondition};
 use crate::service::ImageRecord;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 
-/// 200 with the image's manifest.
+/// 200 with the image's manifest (latest API version) and its `ETag`, for
+/// handlers that do not read the request's view.
+#[allow(dead_code)]
 pub(super) fn ok(rec: impl AsRef<ImageRecord>) -> Result<Response<Body>> {
-    let rec = rec.as_ref();
-    Ok(json_response(
-        StatusCode::OK,
-        &Value::Object(rec.manifest.clone()),
-    ))
+    let view = View {
+        version: crate::api::version::ApiVersion::V2,
+        admin: false,
+    };
+    Ok(view.record_response(rec.as_ref()))
+}
+
+/// 200 with the image's manifest in the request's view, and its `ETag`.
+pub(super) fn ok_in(view: View, rec: impl AsRef<ImageRecord>) -> Result<Response<Body>> {
+    Ok(view.record_response(rec.as_ref()))
+}
+
+/// The request's `If-Match` / `If-None-Match`.
+pub(super) fn precondition(ctx: &Ctx) -> Precondition {
+    Precondition::new(ctx.header("if-match"), ctx.header("if-none-match"))
 }
 
 /// `GET /images`: the page is assembled from the manifests' cached JSON
 /// (the same bytes `serde_json` would write for the array).
 pub async fn list(ctx: Ctx) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
     let filter = ListFilter::parse(&ctx.query)?;
     let recs = ctx.svc.list_images(&filter)?;
-    Ok(manifests_response(&recs))
+    Ok(view.list_response(&recs))
 }
 
-/// `GET /images/:uuid`: the manifest's cached JSON, shared, not copied.
+/// `GET /images/:uuid`: the manifest's cached JSON, shared, not copied,
+/// with its `ETag`; `If-None-Match` naming it is 304, `If-Match` not
+/// naming it 412.
 pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
     let c = ctx.svc.get_image_cached(&uuid)?;
-    Ok(json_bytes_response(StatusCode::OK, c.json_line().clone()))
+    let etag = etag_of_cached(&c);
+    if precondition(&ctx).check_read(&etag)? {
+        let mut resp = no_content();
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        super::view::set_etag(&mut resp, &etag);
+        return Ok(resp);
+    }
+    Ok(view.cached_response(&c))
 }
 
 /// `POST /images`: CreateImage.
 pub async fn create(ctx: Ctx) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
     let (ctx, body) = json_body(ctx).await?;
-    ok(ctx.svc.create_image(body).await?)
+    ok_in(view, ctx.svc.create_image(body).await?)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, body: Value) -> Result<T> {
@@ -64,8 +88,9 @@ pub async fn install_from_files(ctx: Ctx) -> Result<Response<Body>> {
 
 /// `POST /images/:uuid?action=import`: AdminImportImage.
 pub async fn import(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
     let (ctx, body) = json_body(ctx).await?;
-    ok(ctx.svc.import_image(uuid, body).await?)
+    ok_in(view, ctx.svc.import_image(uuid, body).await?)
 }
 
 /// `POST /images/:uuid?action=import-remote[&source=URL][&install=POOL]`.
@@ -80,18 +105,23 @@ pub async fn import_remote(ctx: Ctx, req: ImportRemote) -> Result<Response<Body>
 
 /// `POST /images/:uuid?action=activate`.
 pub async fn activate(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
-    ok(ctx.svc.activate(uuid).await?)
+    let view = View::of(&ctx)?;
+    ok_in(view, ctx.svc.activate_if(uuid, precondition(&ctx)).await?)
 }
 
 /// `POST /images/:uuid?action=enable` and `?action=disable`.
 pub async fn set_disabled(ctx: Ctx, uuid: String, disabled: bool) -> Result<Response<Body>> {
-    ok(ctx.svc.set_disabled(uuid, disabled).await?)
+    let view = View::of(&ctx)?;
+    let cond = precondition(&ctx);
+    ok_in(view, ctx.svc.set_disabled_if(uuid, disabled, cond).await?)
 }
 
 /// `POST /images/:uuid?action=update`.
 pub async fn update(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
+    let cond = precondition(&ctx);
     let (ctx, body) = json_body(ctx).await?;
-    ok(ctx.svc.update(uuid, body).await?)
+    ok_in(view, ctx.svc.update_if(uuid, body, cond).await?)
 }
 
 /// `POST /images/:uuid?action=export&path=DIR`.
@@ -122,12 +152,15 @@ pub async fn patch(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
             PATCH_MEDIA_TYPES.join(" or ")
         )));
     }
+    let view = View::of(&ctx)?;
+    let cond = precondition(&ctx);
     let (ctx, body) = json_body(ctx).await?;
-    ok(ctx.svc.patch_image(uuid, body).await?)
+    ok_in(view, ctx.svc.patch_image_if(uuid, body, cond).await?)
 }
 
-/// `DELETE /images/:uuid`.
+/// `DELETE /images/:uuid` (`If-Match` honoured, as on the other writes).
 pub async fn delete(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
-    ctx.svc.delete(uuid).await?;
+    let cond = precondition(&ctx);
+    ctx.svc.delete_if(uuid, cond).await?;
     Ok(no_content())
 }
