@@ -756,7 +756,10 @@ mod tests {
         rejects(
             "no name, version",
             with(m(), &[("name", None), ("version", None)]),
-            &[("name", "MissingParameter"), ("version", "MissingParameter")],
+            &[
+                ("name", "MissingParameter"),
+                ("version", "MissingParameter"),
+            ],
             "name is required",
         );
         rejects(
@@ -781,7 +784,11 @@ mod tests {
         rejects(
             "no uuid, type, os",
             with(m(), &[("uuid", None), ("type", None), ("os", None)]),
-            &[("uuid", "MissingParameter"), ("type", "MissingParameter"), ("os", "MissingParameter")],
+            &[
+                ("uuid", "MissingParameter"),
+                ("type", "MissingParameter"),
+                ("os", "MissingParameter"),
+            ],
             "uuid is required",
         );
     }
@@ -971,7 +978,10 @@ mod tests {
         rejects(
             "active without published_at, files",
             with(active_zone(), &[("published_at", None), ("files", None)]),
-            &[("published_at", "MissingParameter"), ("files", "MissingParameter")],
+            &[
+                ("published_at", "MissingParameter"),
+                ("files", "MissingParameter"),
+            ],
             r#"published_at is required when state is "active""#,
         );
         rejects(
@@ -1315,7 +1325,10 @@ mod tests {
                 ("image_size", None),
             ],
         );
-        let expected: Vec<(&str, &str)> = ZVOL_FIELDS.iter().map(|f| (*f, "MissingParameter")).collect();
+        let expected: Vec<(&str, &str)> = ZVOL_FIELDS
+            .iter()
+            .map(|f| (*f, "MissingParameter"))
+            .collect();
         let msg = r#"nic_driver is required when type is "zvol""#;
         rejects("zvol without drivers", m, &expected, msg);
 
@@ -1387,7 +1400,10 @@ mod tests {
         rejects(
             "no state or disabled",
             with(dc(), &[("state", None), ("disabled", None)]),
-            &[("state", "MissingParameter"), ("disabled", "MissingParameter")],
+            &[
+                ("state", "MissingParameter"),
+                ("disabled", "MissingParameter"),
+            ],
             "state is required",
         );
         let m = set(dc(), "state", json!("installed"));
@@ -1409,7 +1425,10 @@ mod tests {
         rejects(
             "bad zvol, no drivers",
             m,
-            &[("nic_driver", "MissingParameter"), ("disk_driver", "MissingParameter")],
+            &[
+                ("nic_driver", "MissingParameter"),
+                ("disk_driver", "MissingParameter"),
+            ],
             "nic_driver",
         );
     }

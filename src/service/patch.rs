@@ -14,7 +14,7 @@
 //! Outcomes, decided here and pinned by the tests:
 //! - a document that is not a JSON Patch (not an array, unknown `op`, missing
 //!   `path`/`value`/`from`, a pointer without a leading `/` or with a bad
-//!   escape): 400 `InvalidParameter` naming the operation's index;
+//!   escape): 400 `InvalidContent` naming the operation's index;
 //! - an operation that writes (`add`, `remove`, `replace`, `move` at either
 //!   end, `copy` at its target) under a field that is not mutable (`uuid`,
 //!   `files`, `state`, `published_at`, `type`, ...), or at the whole

@@ -10,6 +10,7 @@ mod daemon;
 mod fullness;
 mod hostile;
 mod images;
+mod imgapi_c;
 mod logs;
 mod memory;
 mod packages;
