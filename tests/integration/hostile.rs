@@ -637,7 +637,11 @@ fn slow_clients_are_cut_off() {
 
     d.get("/ping").expect(200, None);
     let m = d.get(&format!("/images/{u}")).expect(200, None);
-    assert_eq!(m["files"], serde_json::json!([]), "no partial file recorded: {m}");
+    assert_eq!(
+        m["files"],
+        serde_json::json!([]),
+        "no partial file recorded: {m}"
+    );
 }
 
 #[test]
