@@ -265,11 +265,15 @@ pub const IMPORT_FIELDS: &[&str] = &[
     "state",
 ];
 
-/// The keys of an AdminImportImage body that IMGAPI refuses as "invalid
-/// extra parameters": those not in [`IMPORT_FIELDS`], and the zvol fields
-/// on an image that is not a zvol. A v1 manifest is judged after its
-/// upgrade; `null` members count as absent.
-pub fn import_extra_fields(body: &Value) -> Vec<String> {
+/// The keys only an import may carry: CreateImage refuses them as extra.
+const IMPORT_ONLY_FIELDS: &[&str] = &["uuid", "published_at", "urn"];
+
+/// The keys of an AdminImportImage (`import`) or CreateImage body that
+/// IMGAPI's `Image.create` refuses as "invalid extra parameters": those
+/// not in [`IMPORT_FIELDS`] (less `uuid`, `published_at` and `urn` for a
+/// create), and the zvol fields on an image that is not a zvol. A v1
+/// manifest is judged after its upgrade; `null` members count as absent.
+pub fn extra_fields(body: &Value, import: bool) -> Vec<String> {
     let Some(obj) = body.as_object() else {
         return vec![];
     };
@@ -280,6 +284,7 @@ pub fn import_extra_fields(body: &Value) -> Vec<String> {
         .map(|(k, _)| k.as_str())
         .filter(|k| {
             !IMPORT_FIELDS.contains(k)
+                || (!import && IMPORT_ONLY_FIELDS.contains(k))
                 || (!zvol && ["nic_driver", "disk_driver", "cpu_type", "image_size"].contains(k))
         })
         .map(str::to_string)
@@ -613,8 +618,18 @@ mod tests {
             "state": "active", "files": [], "published_at": "2020-01-01T00:00:00Z",
             "nic_driver": "virtio", "type": "zone-dataset", "description": null});
         assert_eq!(
-            import_extra_fields(&body),
+            extra_fields(&body, true),
             vec!["activated", "expires_at", "nic_driver"]
+        );
+        assert_eq!(
+            extra_fields(&body, false),
+            vec![
+                "uuid",
+                "activated",
+                "expires_at",
+                "published_at",
+                "nic_driver"
+            ]
         );
     }
 

@@ -61,7 +61,7 @@ mod text;
 mod v1;
 mod validate;
 
-pub use build::{apply_update, import_extra_fields, prepare_create, prepare_import, IMPORT_FIELDS};
+pub use build::{apply_update, extra_fields, prepare_create, prepare_import, IMPORT_FIELDS};
 pub use text::{format_timestamp, is_uuid};
 pub use v1::upgrade_v1;
 pub use validate::validate;

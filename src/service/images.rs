@@ -131,6 +131,7 @@ impl Service {
 
     /// CreateImage: a new unactivated image with a server-assigned uuid.
     pub async fn create_image(self: &Arc<Self>, body: Value) -> Result<Arc<ImageRecord>> {
+        check_create_body(&body)?;
         self.mutate(move |svc| {
             let uuid = uuid::Uuid::new_v4().to_string();
             let m = manifest::prepare_create(&body, &uuid).map_err(Error::validation)?;
@@ -545,21 +546,51 @@ fn check_import_body(uuid: &str, body: &Value) -> Result<()> {
             }],
         ));
     }
-    let extra = manifest::import_extra_fields(body);
-    if !extra.is_empty() {
-        return Err(Error::InvalidParameter(
-            format!("invalid extra parameters: \"{}\"", extra.join("\", \"")),
-            extra
-                .iter()
-                .map(|f| FieldError {
-                    field: f.clone(),
-                    code: "Invalid".into(),
-                    message: format!("{f} is not a field AdminImportImage takes"),
-                })
-                .collect(),
+    refuse_extra_fields(body, true)
+}
+
+/// IMGAPI's "invalid extra parameters" (`Image.create`): one
+/// `InvalidParameter` listing every key the request does not take.
+fn refuse_extra_fields(body: &Value, import: bool) -> Result<()> {
+    let extra = manifest::extra_fields(body, import);
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let what = if import {
+        "AdminImportImage"
+    } else {
+        "CreateImage"
+    };
+    Err(Error::InvalidParameter(
+        format!("invalid extra parameters: \"{}\"", extra.join("\", \"")),
+        extra
+            .iter()
+            .map(|f| FieldError {
+                field: f.clone(),
+                code: "Invalid".into(),
+                message: format!("{f} is not a field {what} takes"),
+            })
+            .collect(),
+    ))
+}
+
+/// What IMGAPI's CreateImage refuses before it looks at the manifest
+/// (`lib/images.js` `apiCreateImage`, `Image.create`): a `state` (422
+/// ValidationFailed, so that a manifest is not mistaken for a state
+/// change), then keys it does not take, such as `uuid`, `published_at`
+/// or `activated` (InvalidParameter). `files` is dropped.
+fn check_create_body(body: &Value) -> Result<()> {
+    if body.get("state").is_some() {
+        return Err(Error::Validation(
+            "invalid image data: \"state\"".into(),
+            vec![FieldError {
+                field: "state".into(),
+                code: "NotAllowed".into(),
+                message: "Parameter cannot be set".into(),
+            }],
         ));
     }
-    Ok(())
+    refuse_extra_fields(body, false)
 }
 
 /// Checks a written file against what the client promised: not empty, the

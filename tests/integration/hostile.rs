@@ -123,7 +123,12 @@ fn corpus_of_bad_requests_gets_json_4xx_and_the_daemon_keeps_serving() {
     case("integer beyond u64", json_req(&d, "POST", "/images", br#"{"name":"x","version":"1","type":"zvol","os":"linux","image_size":123456789012345678901234567890}"#), 422, "ValidationFailed");
     case(
         "negative size",
-        json_req(&d, "POST", "/images", &with("image_size", json!(-1))),
+        json_req(
+            &d,
+            "POST",
+            "/images",
+            br#"{"name":"x","version":"1","type":"zvol","os":"linux","nic_driver":"virtio","disk_driver":"virtio","cpu_type":"host","image_size":-1}"#,
+        ),
         422,
         "ValidationFailed",
     );
@@ -149,7 +154,7 @@ fn corpus_of_bad_requests_gets_json_4xx_and_the_daemon_keeps_serving() {
         "uuid in create body",
         json_req(&d, "POST", "/images", &with("uuid", json!("../x"))),
         422,
-        "ValidationFailed",
+        "InvalidParameter",
     );
     case(
         "huge name",
