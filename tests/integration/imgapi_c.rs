@@ -184,6 +184,8 @@ fn downloads_are_conditional_and_index_zero_only() {
         .expect(404, Some("ResourceNotFound"));
     assert_eq!(d.get(&format!("{file}?index=0")).status, 200);
     assert_eq!(d.get(&format!("{file}?index=x")).status, 200);
+    d.get(&format!("{file}?index=-1"))
+        .expect(404, Some("ResourceNotFound"));
 }
 
 /// Item 6: the codes clients branch on, as the reference answers them.

@@ -153,12 +153,21 @@ fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>> {
     Ok(Some(range))
 }
 
-/// `?index=N` as IMGAPI reads it (`parseInt(index) || 0`): the leading
-/// digits, and 0 for anything else.
-fn file_index(v: Option<&str>) -> u64 {
+/// `?index=N` as IMGAPI reads it (`parseInt(index) || 0`): an optional
+/// sign and the leading digits, and 0 for anything else.
+fn file_index(v: Option<&str>) -> i64 {
     let v = v.unwrap_or_default().trim_start();
+    let (neg, v) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
     let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().unwrap_or(0)
+    let n: i64 = digits.parse().unwrap_or(i64::MAX);
+    match (digits.is_empty(), neg) {
+        (true, _) => 0,
+        (false, true) => -n,
+        (false, false) => n,
+    }
 }
 
 /// An HTTP date (`Thu, 01 Jan 1970 00:00:00 GMT`).
@@ -333,7 +342,8 @@ mod tests {
         assert_eq!(file_index(Some("1")), 1);
         assert_eq!(file_index(Some("2x")), 2);
         assert_eq!(file_index(Some("x")), 0);
-        assert_eq!(file_index(Some("-1")), 0);
+        assert_eq!(file_index(Some("-1")), -1);
+        assert_eq!(file_index(Some("+0")), 0);
     }
 
     #[test]
