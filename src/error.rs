@@ -88,6 +88,25 @@ pub enum Error {
     /// A file upload that did not arrive whole or did not match what was promised.
     #[error("{0}")]
     Upload(String, Vec<FieldError>),
+    /// An uploaded file that is empty, or whose size or SHA-1 is not what
+    /// the request said: IMGAPI's `Download` (AddImageFile, lib/images.js).
+    #[error("{0}")]
+    FileMismatch(String, Vec<FieldError>),
+    /// An `If-Match` (or `If-None-Match`, `If-Unmodified-Since`) that the
+    /// resource does not meet: restify's `PreconditionFailed`.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// IMGAPI's storage backend is down (its `StorageIsDown`; here only
+    /// the sample `GET /ping?error=StorageIsDown` answers it).
+    #[error("storage is down at the moment")]
+    StorageIsDown,
+    /// IMGAPI's `StorageUnsupported` (the `GET /ping?error=` sample only).
+    #[error("storage type is unsupported")]
+    StorageUnsupported,
+    /// An `Accept-Version` no API version of this server satisfies
+    /// (restify's `InvalidVersion`).
+    #[error("{0}")]
+    InvalidVersion(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -195,7 +214,8 @@ impl Error {
             Error::ResourceNotFound(_) | Error::RouteNotFound { .. } => "ResourceNotFound",
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
             Error::Validation(..) => "ValidationFailed",
-            Error::InvalidParameter(..) | Error::MalformedBody(_) => "InvalidParameter",
+            Error::InvalidParameter(..) => "InvalidParameter",
+            Error::MalformedBody(_) => "InvalidContent",
             Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Error::ImageUuidAlreadyExists(_) => "ImageUuidAlreadyExists",
             Error::ImageFilesImmutable(_) => "ImageFilesImmutable",
@@ -209,6 +229,11 @@ impl Error {
             Error::PatchTestFailed(_) => "PatchTestFailed",
             Error::PatchConflict(_) => "PatchConflict",
             Error::Upload(..) => "Upload",
+            Error::FileMismatch(..) => "Download",
+            Error::PreconditionFailed(_) => "PreconditionFailed",
+            Error::InvalidVersion(_) => "InvalidVersion",
+            Error::StorageIsDown => "StorageIsDown",
+            Error::StorageUnsupported => "StorageUnsupported",
             Error::PayloadTooLarge(_) => "PayloadTooLarge",
             Error::RangeNotSatisfiable(..) => "RequestedRangeNotSatisfiable",
             Error::InsufficientStorage(_) => "InsufficientStorage",
@@ -248,7 +273,10 @@ impl Error {
     pub fn body(&self) -> serde_json::Value {
         let mut v = json!({"code": self.code(), "message": self.to_string()});
         let errors = match self {
-            Error::Validation(_, e) | Error::InvalidParameter(_, e) | Error::Upload(_, e) => e,
+            Error::Validation(_, e)
+            | Error::InvalidParameter(_, e)
+            | Error::Upload(_, e)
+            | Error::FileMismatch(_, e) => e,
             _ => return v,
         };
         if !errors.is_empty() {
@@ -274,6 +302,20 @@ impl Error {
             vec![FieldError {
                 field: field.into(),
                 code: "Invalid".into(),
+                message,
+            }],
+        )
+    }
+
+    /// An `InvalidParameter` for a parameter that is required and absent:
+    /// its `errors[].code` is IMGAPI's `MissingParameter`.
+    pub fn missing_param(field: &str, message: impl Into<String>) -> Error {
+        let message = message.into();
+        Error::InvalidParameter(
+            format!("invalid parameter {field}: {message}"),
+            vec![FieldError {
+                field: field.into(),
+                code: "MissingParameter".into(),
                 message,
             }],
         )

@@ -14,7 +14,11 @@ pub fn status(e: &Error) -> StatusCode {
     match e {
         Error::ResourceNotFound(_) | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
         Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-        Error::MalformedBody(_) | Error::Upload(..) => StatusCode::BAD_REQUEST,
+        Error::MalformedBody(_)
+        | Error::Upload(..)
+        | Error::FileMismatch(..)
+        | Error::InvalidVersion(_) => StatusCode::BAD_REQUEST,
+        Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::Validation(..)
         | Error::InvalidParameter(..)
@@ -41,7 +45,9 @@ pub fn status(e: &Error) -> StatusCode {
         }
         Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
         Error::TooManyTasks(_) => StatusCode::TOO_MANY_REQUESTS,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable(_) | Error::StorageIsDown | Error::StorageUnsupported => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Error::Internal(_) | Error::MountFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         Error::Cancelled(_) => StatusCode::CONFLICT,
         Error::ImageNotInstalled { .. } => StatusCode::NOT_FOUND,
@@ -133,7 +139,12 @@ mod tests {
                 "InvalidParameter",
                 422,
             ),
-            (Error::MalformedBody(s()), "InvalidParameter", 400),
+            (Error::MalformedBody(s()), "InvalidContent", 400),
+            (Error::FileMismatch(s(), vec![]), "Download", 400),
+            (Error::PreconditionFailed(s()), "PreconditionFailed", 412),
+            (Error::InvalidVersion(s()), "InvalidVersion", 400),
+            (Error::StorageIsDown, "StorageIsDown", 503),
+            (Error::StorageUnsupported, "StorageUnsupported", 503),
             (
                 Error::UnsupportedMediaType(s()),
                 "UnsupportedMediaType",

@@ -17,6 +17,7 @@ pub mod http;
 pub mod imgapi;
 pub mod routes;
 pub mod types;
+pub mod version;
 
 pub use http::Body;
 
@@ -29,6 +30,16 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The `Server` header of every response: IMGAPI's `imgapi/VERSION`
+/// form, with this daemon's name.
+pub const SERVER: &str = concat!("imgstore/", env!("CARGO_PKG_VERSION"));
+
+/// Adds the headers every response carries (`Server`).
+pub fn stamp(resp: &mut Response<Body>) {
+    resp.headers_mut()
+        .insert(hyper::header::SERVER, HeaderValue::from_static(SERVER));
+}
 
 /// Splits and percent-decodes the path. A segment that decodes to invalid
 /// UTF-8, or to `.`/`..`, or contains `/` once decoded, cannot name
@@ -90,20 +101,27 @@ pub async fn handle(svc: Arc<Service>, req: Request<Incoming>, peer: Peer) -> Re
     let admitted = check_head(&req, svc.limits().max_header_bytes)
         .and_then(|()| crate::access::check(&svc.config().access, &peer, &method))
         .and_then(|()| segments(&path));
-    let result =
-        match admitted.and_then(|segments| routes::parse(&method, &path, &segments, &query)) {
-            Ok(route) => {
-                let ctx = Ctx {
-                    svc,
-                    method: method.clone(),
-                    query,
-                    req,
-                    peer: peer.clone(),
-                };
-                imgapi::serve(route, ctx).await
-            }
-            Err(e) => Err(e),
-        };
+    let accept_version = req
+        .headers()
+        .get("accept-version")
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+    let result = match admitted
+        .and_then(|segments| routes::parse(&method, &path, &segments, &query))
+        .and_then(|route| {
+            version::negotiate(accept_version.as_deref(), method.as_str(), &path).map(|_| route)
+        }) {
+        Ok(route) => {
+            let ctx = Ctx {
+                svc,
+                method: method.clone(),
+                query,
+                req,
+                peer: peer.clone(),
+            };
+            imgapi::serve(route, ctx).await
+        }
+        Err(e) => Err(e),
+    };
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -116,6 +134,7 @@ pub async fn handle(svc: Arc<Service>, req: Request<Incoming>, peer: Peer) -> Re
     if let Ok(v) = HeaderValue::from_str(&req_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    stamp(&mut resp);
     tracing::info!(
         req_id = %req_id,
         method = %method,

@@ -336,8 +336,9 @@ fn not_on_one_node(action: &str) -> Error {
 
 /// `POST /images/:uuid?action=...`.
 fn image_action(uuid: &str, query: &[(String, String)]) -> Result<Route> {
-    let action = param(query, "action")?
-        .ok_or_else(|| Error::param("action", format!("missing: one of {IMAGE_ACTIONS}")))?;
+    let action = param(query, "action")?.ok_or_else(|| {
+        Error::missing_param("action", format!("missing: one of {IMAGE_ACTIONS}"))
+    })?;
     let uuid = uuid.to_string();
     let owned =
         |key: &str| -> Result<Option<String>> { Ok(param(query, key)?.map(str::to_string)) };
@@ -988,6 +989,17 @@ mod tests {
             let got = resp.headers().get("allow").map(|v| v.to_str().unwrap());
             assert_eq!(got, allow, "{m} {p}?{q}");
         }
+    }
+
+    /// A missing action is IMGAPI's `InvalidParameter` whose error says
+    /// `MissingParameter`; an unknown one says `Invalid`.
+    #[test]
+    fn action_error_codes() {
+        let code = |q: &str| {
+            parsed(&Method::POST, "/images/u", q).unwrap_err().body()["errors"][0]["code"].clone()
+        };
+        assert_eq!(code(""), "MissingParameter");
+        assert_eq!(code("action=x"), "Invalid");
     }
 
     /// The messages of the action errors, as clients have seen them.

@@ -20,7 +20,6 @@ pub(super) const CREATE_NOT_ALLOWED: &[&str] = &[
     "uuid",
     "state",
     "published_at",
-    "files",
     "activated",
     "icon",
     "expires_at",
@@ -34,9 +33,10 @@ const STRING_BOOL_FIELDS: &[&str] = &["public", "disabled", "generate_passwords"
 /// CreateImage (`POST /images`): build the manifest to store from a client's
 /// body and the uuid the server assigned.
 ///
-/// Server-owned fields in the body (`uuid`, `state`, `published_at`, `files`,
-/// `activated`, `icon`, `expires_at`, `urn`) are refused with `NotAllowed`. A
-/// `null` value counts as absent. Defaults: `v` 2, `owner` [`NIL_UUID`],
+/// Server-owned fields in the body (`uuid`, `state`, `published_at`,
+/// `activated`, `icon`, `expires_at`, `urn`) are refused with `NotAllowed`;
+/// `files` is dropped, as IMGAPI's `Image.create` drops it. A `null` value
+/// counts as absent. Defaults: `v` 2, `owner` [`NIL_UUID`],
 /// `public` and `disabled` false; `state` is always `unactivated`. The strings
 /// `"true"`/`"false"` become booleans for `public`, `disabled` and
 /// `generate_passwords`, and a decimal string `image_size` a number (as
@@ -48,6 +48,8 @@ const STRING_BOOL_FIELDS: &[&str] = &["public", "disabled", "generate_passwords"
 /// `{field: "", code: "Invalid", message: "manifest must be a JSON object"}`.
 pub fn prepare_create(body: &Value, uuid: &str, mode: Mode) -> Result<Manifest, Vec<FieldError>> {
     let mut m = body_object(body)?;
+    // IMGAPI's Image.create drops `files`: they come from AddImageFile.
+    m.remove("files");
     let mut errs = Vec::new();
     for &field in CREATE_NOT_ALLOWED {
         if m.remove(field).is_some() {
@@ -132,7 +134,8 @@ pub fn prepare_import(
 
 /// `?action=update`: apply `changes` (a JSON object) to `current`.
 ///
-/// Only [`MUTABLE_FIELDS`] may appear; a `null` value deletes the field. The
+/// Only [`MUTABLE_FIELDS`] may appear, and the operator fields `state`
+/// (only to `failed`) and `error`; a `null` value deletes the field. The
 /// merged manifest is normalised like a create body and validated as a whole,
 /// so e.g. deleting a required field, or setting `nic_driver` on a
 /// zone-dataset, is refused.
@@ -161,7 +164,29 @@ pub fn apply_update(
     let mut m = current.clone();
     let mut errs = Vec::new();
     for (key, value) in changes {
-        if !MUTABLE_FIELDS.contains(&key.as_str()) {
+        if key == "state" && !value.is_null() {
+            // An operator marks a placeholder, or any image, failed (with
+            // `error`), as IMGAPI's workflows do; the other states follow
+            // from activation and `disabled` and are not set by hand.
+            let same = current.get("state") == Some(value);
+            if value == "failed" || same {
+                m.insert(key.clone(), value.clone());
+            } else {
+                errs.push(FieldError::not_allowed(
+                    key,
+                    format!(
+                        "state can only be set to \"failed\" with ?action=update (it is {}); the others follow from activate, enable and disable",
+                        clip(&value.to_string())
+                    ),
+                ));
+            }
+        } else if key == "error" {
+            if value.is_null() {
+                m.remove(key);
+            } else {
+                m.insert(key.clone(), value.clone());
+            }
+        } else if !MUTABLE_FIELDS.contains(&key.as_str()) {
             errs.push(FieldError::not_allowed(
                 key,
                 format!("{key} cannot be changed with ?action=update"),
@@ -221,8 +246,80 @@ fn finish(
     }
 }
 
+/// The top-level keys an AdminImportImage body may carry (IMGAPI's
+/// `Image.create` with `isImport`: the fields it copies, `uuid`,
+/// `published_at`, `urn`, and the dropped `files` and `state`). Any other
+/// key is refused as an "invalid extra parameter".
+pub const IMPORT_FIELDS: &[&str] = &[
+    "v",
+    "uuid",
+    "owner",
+    "name",
+    "version",
+    "description",
+    "homepage",
+    "eula",
+    "icon",
+    "type",
+    "os",
+    "origin",
+    "public",
+    "disabled",
+    "acl",
+    "error",
+    "requirements",
+    "users",
+    "billing_tags",
+    "traits",
+    "tags",
+    "generate_passwords",
+    "inherited_directories",
+    "channels",
+    "nic_driver",
+    "disk_driver",
+    "cpu_type",
+    "image_size",
+    "published_at",
+    "urn",
+    "files",
+    "state",
+];
+
+/// The keys only an import may carry: CreateImage refuses them as extra.
+const IMPORT_ONLY_FIELDS: &[&str] = &["uuid", "published_at", "urn"];
+
+/// The keys of an AdminImportImage (`import`) or CreateImage body that
+/// IMGAPI's `Image.create` refuses as "invalid extra parameters": those
+/// not in [`IMPORT_FIELDS`] (less `uuid`, `published_at` and `urn` for a
+/// create), and the zvol fields on an image that is not a zvol. A v1
+/// manifest is judged after its upgrade; `null` members count as absent.
+pub fn extra_fields(body: &Value, import: bool) -> Vec<String> {
+    let Some(obj) = body.as_object() else {
+        return vec![];
+    };
+    let m = upgrade_v1(obj);
+    let zvol = m.get("type").and_then(Value::as_str) == Some("zvol");
+    m.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, _)| k.as_str())
+        .filter(|k| {
+            !IMPORT_FIELDS.contains(k)
+                || (!import && IMPORT_ONLY_FIELDS.contains(k))
+                || (!zvol && ["nic_driver", "disk_driver", "cpu_type", "image_size"].contains(k))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 /// Input spellings IMGAPI accepts and stores as the proper JSON type.
 fn normalise(m: &mut Manifest) {
+    // A single string is a list of one (Image.validateAndNormalize).
+    for field in ["acl", "billing_tags"] {
+        if let Some(Value::String(s)) = m.get(field) {
+            let one = Value::Array(vec![Value::String(s.clone())]);
+            m.insert(field.into(), one);
+        }
+    }
     for &field in STRING_BOOL_FIELDS {
         let b = match m.get(field).and_then(Value::as_str) {
             Some("true") => true,
@@ -366,7 +463,7 @@ mod tests {
                 ("state", "NotAllowed"),
                 ("uuid", "Invalid"),
                 ("name", "Invalid"),
-                ("version", "Missing"),
+                ("version", "MissingParameter"),
                 ("public", "Invalid"),
                 ("type", "Invalid"),
                 ("frob", "Invalid"),
@@ -443,7 +540,7 @@ mod tests {
         let mut body = export();
         body.as_object_mut().unwrap().remove("uuid");
         let errs = prepare_import(&body, UUID, Mode::Dc).unwrap_err();
-        assert_eq!(codes(&errs), pairs(&[("uuid", "Missing")]));
+        assert_eq!(codes(&errs), pairs(&[("uuid", "MissingParameter")]));
         assert!(errs[0].message.contains(UUID));
 
         let mut body = export();
@@ -521,7 +618,6 @@ mod tests {
             "origin",
             "urn",
             "channels",
-            "error",
             "activated",
             "bogus",
         ] {
@@ -542,13 +638,74 @@ mod tests {
         );
     }
 
+    /// An operator marks an image failed with an `error`, as IMGAPI's
+    /// workflows do; `state` takes no other value by hand.
+    #[test]
+    fn update_sets_failed_with_error() {
+        let m = apply_update(
+            &minimal(),
+            &json!({"state": "failed", "error": {"message": "boom", "code": "PrepareImageError"}}),
+            Mode::Dc,
+        )
+        .unwrap();
+        assert_eq!(m["state"], json!("failed"));
+        assert_eq!(m["error"]["message"], json!("boom"));
+        let errs = apply_update(&minimal(), &json!({"state": "active"}), Mode::Dc).unwrap_err();
+        assert_eq!(codes(&errs), pairs(&[("state", "NotAllowed")]));
+        // Posting the current state back is no change.
+        assert!(apply_update(
+            &minimal(),
+            &json!({"state": "unactivated", "name": "x"}),
+            Mode::Dc
+        )
+        .is_ok());
+    }
+
+    /// A single string `acl` or `billing_tags` is a list of one.
+    #[test]
+    fn string_lists_become_arrays() {
+        let mut body = create_body();
+        body["acl"] = json!(OWNER);
+        body["billing_tags"] = json!("small");
+        let m = prepare_create(&body, UUID, Mode::Dc).unwrap();
+        assert_eq!(m["acl"], json!([OWNER]));
+        assert_eq!(m["billing_tags"], json!(["small"]));
+        // CreateImage drops `files`, as IMGAPI's Image.create does.
+        body["files"] = json!([{"sha1": "x"}]);
+        assert!(!prepare_create(&body, UUID, Mode::Dc)
+            .unwrap()
+            .contains_key("files"));
+    }
+
+    /// The keys AdminImportImage refuses as extra parameters.
+    #[test]
+    fn import_extra_keys() {
+        let body = json!({"uuid": UUID, "name": "a", "activated": true, "expires_at": "x",
+            "state": "active", "files": [], "published_at": "2020-01-01T00:00:00Z",
+            "nic_driver": "virtio", "type": "zone-dataset", "description": null});
+        assert_eq!(
+            extra_fields(&body, true),
+            vec!["activated", "expires_at", "nic_driver"]
+        );
+        assert_eq!(
+            extra_fields(&body, false),
+            vec![
+                "uuid",
+                "activated",
+                "expires_at",
+                "published_at",
+                "nic_driver"
+            ]
+        );
+    }
+
     #[test]
     fn update_result_is_revalidated() {
         let cases: Vec<(Manifest, Value, Expected)> = vec![
             (
                 minimal(),
                 json!({"owner": null}),
-                vec![("owner", "Missing")],
+                vec![("owner", "MissingParameter")],
             ),
             (
                 minimal(),
@@ -558,7 +715,7 @@ mod tests {
             (
                 zvol(),
                 json!({"cpu_type": null}),
-                vec![("cpu_type", "Missing")],
+                vec![("cpu_type", "MissingParameter")],
             ),
             (
                 zvol(),
@@ -588,6 +745,6 @@ mod tests {
         assert_eq!(codes(&errs), pairs(&[("", "Invalid")]));
         assert_eq!(errs[0].message, "update must be a JSON object");
         let errs = apply_update(&minimal(), &json!({}), Mode::Dc).unwrap_err();
-        assert_eq!(codes(&errs), pairs(&[("", "Missing")]));
+        assert_eq!(codes(&errs), pairs(&[("", "MissingParameter")]));
     }
 }

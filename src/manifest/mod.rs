@@ -67,7 +67,7 @@ mod text;
 mod v1;
 mod validate;
 
-pub use build::{apply_update, prepare_create, prepare_import};
+pub use build::{apply_update, extra_fields, prepare_create, prepare_import, IMPORT_FIELDS};
 pub use text::{format_timestamp, is_uuid};
 pub use v1::{downgrade_v1, upgrade_v1};
 pub use validate::{validate, validate_as, Mode};
@@ -83,7 +83,8 @@ pub type Manifest = Map<String, Value>;
 pub struct FieldError {
     /// Dotted path of the offending field (`""` for the body itself).
     pub field: String,
-    /// `"Missing"`, `"Invalid"` or `"NotAllowed"`.
+    /// `"MissingParameter"`, `"Invalid"` or `"NotAllowed"` (node-imgmanifest's
+    /// codes).
     pub code: String,
     /// Names the field and says what is wrong.
     pub message: String,
@@ -98,7 +99,7 @@ impl FieldError {
         }
     }
     fn missing(field: &str, message: String) -> Self {
-        Self::new(field, "Missing", message)
+        Self::new(field, "MissingParameter", message)
     }
     fn invalid(field: &str, message: String) -> Self {
         Self::new(field, "Invalid", message)

@@ -870,13 +870,16 @@ mod tests {
         rejects(
             "no v",
             with(m(), &[("v", None)]),
-            &[("v", "Missing")],
+            &[("v", "MissingParameter")],
             "v is required",
         );
         rejects(
             "no name, version",
             with(m(), &[("name", None), ("version", None)]),
-            &[("name", "Missing"), ("version", "Missing")],
+            &[
+                ("name", "MissingParameter"),
+                ("version", "MissingParameter"),
+            ],
             "name is required",
         );
         rejects(
@@ -891,19 +894,23 @@ mod tests {
                 ],
             ),
             &[
-                ("owner", "Missing"),
-                ("state", "Missing"),
+                ("owner", "MissingParameter"),
+                ("state", "MissingParameter"),
                 // IMGAPI's raw flag, which the stored form keeps in state.
-                ("activated", "Missing"),
-                ("disabled", "Missing"),
-                ("public", "Missing"),
+                ("activated", "MissingParameter"),
+                ("disabled", "MissingParameter"),
+                ("public", "MissingParameter"),
             ],
             "owner is required",
         );
         rejects(
             "no uuid, type, os",
             with(m(), &[("uuid", None), ("type", None), ("os", None)]),
-            &[("uuid", "Missing"), ("type", "Missing"), ("os", "Missing")],
+            &[
+                ("uuid", "MissingParameter"),
+                ("type", "MissingParameter"),
+                ("os", "MissingParameter"),
+            ],
             "uuid is required",
         );
     }
@@ -1093,7 +1100,10 @@ mod tests {
         rejects(
             "active without published_at, files",
             with(active_zone(), &[("published_at", None), ("files", None)]),
-            &[("published_at", "Missing"), ("files", "Missing")],
+            &[
+                ("published_at", "MissingParameter"),
+                ("files", "MissingParameter"),
+            ],
             r#"published_at is required when state is "active""#,
         );
         rejects(
@@ -1106,7 +1116,7 @@ mod tests {
                     ("files", None),
                 ],
             ),
-            &[("files", "Missing")],
+            &[("files", "MissingParameter")],
             r#"files is required when state is "disabled""#,
         );
         let m = set(active_zone(), "files", json!([]));
@@ -1172,9 +1182,9 @@ mod tests {
             "empty entry",
             one_file(json!({})),
             &[
-                ("files.0.sha1", "Missing"),
-                ("files.0.size", "Missing"),
-                ("files.0.compression", "Missing"),
+                ("files.0.sha1", "MissingParameter"),
+                ("files.0.size", "MissingParameter"),
+                ("files.0.compression", "MissingParameter"),
             ],
             "files.0.sha1 is required",
         );
@@ -1309,7 +1319,7 @@ mod tests {
         rejects("bootrom value", m, &inv(path), msg);
         let msg = r#"requirements.bootrom requires requirements.brand to be "bhyve""#;
         let m = bootrom(json!({"bootrom": "uefi"}));
-        rejects("no brand", m, &[(path, "Missing")], msg);
+        rejects("no brand", m, &[(path, "MissingParameter")], msg);
         let msg = r#"requirements.bootrom is not supported with "kvm" brand"#;
         let m = bootrom(json!({"brand": "kvm", "bootrom": "uefi"}));
         rejects("kvm", m, &inv(path), msg);
@@ -1402,7 +1412,7 @@ mod tests {
             "error shape",
             set(placeholder(), "error", json!({"code": 1, "extra": "x"})),
             &[
-                ("error.message", "Missing"),
+                ("error.message", "MissingParameter"),
                 ("error.code", "Invalid"),
                 ("error.extra", "Invalid"),
             ],
@@ -1438,7 +1448,10 @@ mod tests {
                 ("image_size", None),
             ],
         );
-        let expected: Vec<(&str, &str)> = ZVOL_FIELDS.iter().map(|f| (*f, "Missing")).collect();
+        let expected: Vec<(&str, &str)> = ZVOL_FIELDS
+            .iter()
+            .map(|f| (*f, "MissingParameter"))
+            .collect();
         let msg = r#"nic_driver is required when type is "zvol""#;
         rejects("zvol without drivers", m, &expected, msg);
 
@@ -1507,7 +1520,10 @@ mod tests {
         rejects(
             "activated, unpublished",
             set(minimal(), "activated", json!(true)),
-            &[("published_at", "Missing"), ("files", "Missing")],
+            &[
+                ("published_at", "MissingParameter"),
+                ("files", "MissingParameter"),
+            ],
             "published_at is required when activated is true",
         );
         // Minimal mode requires neither, nor the stored-form fields.
@@ -1528,7 +1544,7 @@ mod tests {
         assert_eq!(validate_as(&m, Mode::Dc), vec![]);
         assert_eq!(
             codes(&validate_as(&m, Mode::Private)),
-            pairs(&[("owner", "Missing")])
+            pairs(&[("owner", "MissingParameter")])
         );
     }
 
@@ -1885,7 +1901,7 @@ mod tests {
             codes(&validate(&m)),
             pairs(&[
                 ("name", "Invalid"),
-                ("published_at", "Missing"),
+                ("published_at", "MissingParameter"),
                 ("os", "Invalid"),
                 ("requirements.cpu", "Invalid"),
                 ("requirements.max_ram", "Invalid"),

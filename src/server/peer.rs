@@ -88,7 +88,9 @@ async fn handle(
 ) -> hyper::Response<api::Body> {
     if let Err(e) = guard(req.method(), req.uri().path()) {
         tracing::info!(method = %req.method(), path = %req.uri().path(), status = api::error::status(&e).as_u16(), "peer request refused");
-        return api::error::response(&e);
+        let mut resp = api::error::response(&e);
+        api::stamp(&mut resp);
+        return resp;
     }
     api::handle(svc, req, Peer::default()).await
 }

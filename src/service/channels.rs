@@ -7,6 +7,7 @@
 //! `channels` array, so the record files stay the one truth the index is
 //! rebuilt from. Which channel a request looks in is `visibility.rs`.
 
+use super::precondition::{etag_of, Precondition};
 use super::visibility::{channels_of, in_channel, unknown_channel, Channel};
 use super::Service;
 use crate::config::ChannelConfig;
@@ -50,6 +51,7 @@ impl Service {
         self: &Arc<Self>,
         uuid: String,
         name: Option<String>,
+        cond: Precondition,
     ) -> Result<Arc<ImageRecord>> {
         let config = self.config();
         let Some(default) = config.default_channel().map(|c| c.name.clone()) else {
@@ -71,6 +73,7 @@ impl Service {
                 .meta
                 .get(&uuid)
                 .ok_or_else(|| super::images::not_found(&uuid))?;
+            cond.check_write(&etag_of(&cur))?;
             let mut list = channels_of(&cur.fields(), &default);
             if list.contains(&name) && cur.manifest.contains_key("channels") {
                 return Ok(cur);
@@ -99,9 +102,10 @@ impl Service {
         uuid: String,
         channel: Option<Channel>,
         force_all_channels: bool,
+        cond: Precondition,
     ) -> Result<()> {
         let Some(channel) = channel else {
-            return self.delete(uuid).await;
+            return self.delete_if(uuid, cond).await;
         };
         super::images::check_uuid(&uuid)?;
         self.mutate(move |svc| {
@@ -109,6 +113,7 @@ impl Service {
                 .meta
                 .get(&uuid)
                 .ok_or_else(|| super::images::not_found(&uuid))?;
+            cond.check_write(&etag_of(&cur))?;
             let dependents: Vec<String> = svc.meta.uuids_where(|f| {
                 f.origin.as_deref() == Some(uuid.as_str()) && in_channel(f, &channel)
             });
@@ -135,7 +140,7 @@ impl Service {
                 svc.put(rec)?;
                 return Ok(());
             }
-            svc.delete_locked(&uuid)
+            svc.delete_locked(&uuid, &Precondition::none())
         })
         .await
     }

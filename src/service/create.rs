@@ -386,6 +386,7 @@ impl Service {
             sha1: file.and_then(|f| f.sha1()).map(str::to_string),
             size: file.and_then(|f| f.size()),
             content_length: None,
+            dataset_guid: None,
         };
         let existing = self.meta.get(&uuid);
         if let Some(e) = &existing {

@@ -99,13 +99,14 @@ impl Service {
                 return Err(Error::ImageUuidAlreadyExists(uuid));
             }
             let mode = svc.manifest_mode();
-            let mut m = manifest::prepare_import(&Value::Object(m), &uuid, mode).map_err(|errors| {
-                let mut e = Error::validation(errors);
-                if let Error::Validation(msg, _) = &mut e {
-                    *msg = format!("{msg} (image {uuid} at source {source})");
-                }
-                e
-            })?;
+            let mut m =
+                manifest::prepare_import(&Value::Object(m), &uuid, mode).map_err(|errors| {
+                    let mut e = Error::validation(errors);
+                    if let Error::Validation(msg, _) = &mut e {
+                        *msg = format!("{msg} (image {uuid} at source {source})");
+                    }
+                    e
+                })?;
             svc.assign_channel(&mut m, channel.as_ref());
             svc.check_origin(&m)?;
             svc.put(ImageRecord {
@@ -153,6 +154,13 @@ impl Service {
             sha1: Some(sha1),
             size: Some(size),
             content_length: None,
+            dataset_guid: img
+                .manifest
+                .get("files")
+                .and_then(|f| f.get(0))
+                .and_then(|f| f.get("dataset_guid"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
         };
         self.check_file_params(&uuid, &p)?;
         let sha256 = img.sha256().map(str::to_string);

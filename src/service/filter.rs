@@ -5,7 +5,9 @@
 //! match a substring; `type` (and `os`) with a `!` prefix exclude; `state`
 //! defaults to `active` and takes `all`; several `tag.KEY=VALUE` are ANDed;
 //! `marker` is a uuid or a date and returns images published at or after it;
-//! `sort` is `published_at[.asc|.desc]` (ascending by default). We break
+//! `sort` is `published_at[.asc|.desc]` (ascending by default);
+//! `billing_tag` (may repeat) keeps images whose `billing_tags` hold every
+//! one given; an `owner` that is not a UUID matches nothing. We break
 //! ties by uuid so that paging with a uuid marker is stable. `package` (an id
 //! or name) keeps only images whose requirements accept that package (our
 //! addition; see `service::packages`). `account` and `channel` scope the
@@ -68,6 +70,9 @@ pub struct ListFilter {
     pub public: Option<bool>,
     pub origin: Option<String>,
     pub tags: Vec<(String, String)>,
+    /// `billing_tag` (may repeat): each must be in the image's
+    /// `billing_tags`.
+    pub billing_tags: Vec<String>,
     pub limit: Option<usize>,
     pub marker: Option<Marker>,
     pub descending: bool,
@@ -136,7 +141,9 @@ impl ListFilter {
             };
         }
         if let Some(v) = single(pairs, "owner")? {
-            f.owner = Some(uuid_param("owner", v)?);
+            // Not checked: an owner that is not a UUID owns nothing, and
+            // IMGAPI answers an empty list.
+            f.owner = Some(v.to_string());
         }
         if let Some(v) = single(pairs, "origin")? {
             f.origin = Some(uuid_param("origin", v)?);
@@ -197,6 +204,11 @@ impl ListFilter {
             }
             f.package = Some(v.to_string());
         }
+        f.billing_tags = pairs
+            .iter()
+            .filter(|(k, _)| k == "billing_tag")
+            .map(|(_, v)| v.clone())
+            .collect();
         for (k, v) in pairs {
             if let Some(tag) = k.strip_prefix("tag.") {
                 if tag.is_empty() {
@@ -244,6 +256,10 @@ impl ListFilter {
                 .as_deref()
                 .is_none_or(|a| listed_for(f, a, self.state.as_deref()))
             && self.channel.as_ref().is_none_or(|c| in_channel(f, c))
+            && self
+                .billing_tags
+                .iter()
+                .all(|t| f.billing_tags.iter().any(|have| have == t))
             && self
                 .fit
                 .as_ref()
@@ -422,7 +438,6 @@ mod tests {
             ("limit=1001", "limit"),
             ("state=bogus", "state"),
             ("public=yes", "public"),
-            ("owner=nope", "owner"),
             ("sort=name", "sort"),
             ("marker=yesterday", "marker"),
             ("name=a&name=b", "name"),

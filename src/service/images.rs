@@ -7,6 +7,7 @@
 //! file and sets `published_at` when unset.
 
 use super::filter::ListFilter;
+use super::precondition::{etag_of, Precondition};
 use super::Service;
 use crate::error::{Error, Result};
 use crate::manifest::{self, FieldError, Manifest};
@@ -25,6 +26,9 @@ pub struct FileParams {
     pub size: Option<u64>,
     /// The request's Content-Length, when it had one.
     pub content_length: Option<u64>,
+    /// The ZFS dataset GUID of the stream, kept as `files[0].dataset_guid`
+    /// (imgadm reads it to receive incremental images).
+    pub dataset_guid: Option<String>,
 }
 
 /// Why a request body stopped early.
@@ -127,6 +131,7 @@ impl Service {
 
     /// CreateImage: a new unactivated image with a server-assigned uuid.
     pub async fn create_image(self: &Arc<Self>, body: Value) -> Result<Arc<ImageRecord>> {
+        check_create_body(&body)?;
         self.mutate(move |svc| {
             let uuid = uuid::Uuid::new_v4().to_string();
             let m = manifest::prepare_create(&body, &uuid, svc.manifest_mode())
@@ -150,6 +155,7 @@ impl Service {
         body: Value,
     ) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
+        check_import_body(&uuid, &body)?;
         self.mutate(move |svc| {
             if let Some(old) = svc.meta.get(&uuid) {
                 if !matches!(old.state(), Some("creating" | "failed")) {
@@ -176,9 +182,23 @@ impl Service {
         self: &Arc<Self>,
         uuid: String,
         p: FileParams,
+        chunks: Chunks,
+    ) -> Result<Arc<ImageRecord>> {
+        self.add_file_if(uuid, p, chunks, Precondition::none())
+            .await
+    }
+
+    /// AddImageFile guarded by `cond` (see [`Precondition`]): checked before
+    /// the upload is read, and again under the write lock at commit.
+    pub async fn add_file_if(
+        self: &Arc<Self>,
+        uuid: String,
+        p: FileParams,
         mut chunks: Chunks,
+        cond: Precondition,
     ) -> Result<Arc<ImageRecord>> {
         let rec = self.get_image(&uuid)?;
+        cond.check_write(&etag_of(&rec))?;
         if rec.activated {
             return Err(Error::ImageFilesImmutable(uuid));
         }
@@ -202,8 +222,12 @@ impl Service {
         let (sealed, p) = self
             .blocking(move |svc| svc.ingest(&id, &p, max, &mut chunks).map(|s| (s, p)))
             .await?;
-        self.mutate(move |svc| svc.commit_file(&uuid, sealed, &p))
-            .await
+        self.mutate(move |svc| {
+            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
+            cond.check_write(&etag_of(&cur))?;
+            svc.commit_file(&uuid, sealed, &p)
+        })
+        .await
     }
 
     /// The checks of AddImageFile's parameters made before any byte is
@@ -231,9 +255,12 @@ impl Service {
         let max = self.limits().max_file_bytes;
         for (name, v) in [("size", p.size), ("Content-Length", p.content_length)] {
             if let Some(n) = v.filter(|&n| n > max) {
-                return Err(Error::PayloadTooLarge(format!(
-                    "image file of {n} bytes ({name}) for image {uuid} is larger than the limit of {max} bytes (limits.max_file_bytes)"
-                )));
+                return Err(Error::Upload(
+                    format!(
+                        "image file of {n} bytes ({name}) for image {uuid} is larger than the limit of {max} bytes (limits.max_file_bytes)"
+                    ),
+                    vec![],
+                ));
             }
         }
         Ok(())
@@ -256,6 +283,7 @@ impl Service {
             sha1: None,
             size: None,
             content_length: None,
+            dataset_guid: None,
         };
         self.add_file(uuid.to_string(), p, rx).await
     }
@@ -300,9 +328,12 @@ impl Service {
                 }
             };
             if ingest.bytes_written() + chunk.len() as u64 > max {
-                return Err(Error::PayloadTooLarge(format!(
-                    "image file for {uuid} is larger than the limit of {max} bytes (limits.max_file_bytes); nothing was stored"
-                )));
+                return Err(Error::Upload(
+                    format!(
+                        "image file for {uuid} is larger than the limit of {max} bytes (limits.max_file_bytes); nothing was stored"
+                    ),
+                    vec![],
+                ));
             }
             ingest.write(&chunk).map_err(|e| Error::io(&ctx(), e))?;
         }
@@ -330,15 +361,16 @@ impl Service {
             .map_err(|e| Error::cas(format!("storing the file of image {uuid}"), e))?;
         let old_blob = cur.blob_sha256().map(str::to_string);
         let mut rec = (*cur).clone();
-        rec.manifest.insert(
-            "files".into(),
-            json!([{
-                "sha1": d.sha1,
-                "size": d.size,
-                "compression": p.compression,
-                "digest": format!("sha256:{}", d.sha256),
-            }]),
-        );
+        let mut file = json!({
+            "sha1": d.sha1,
+            "size": d.size,
+            "compression": p.compression,
+            "digest": format!("sha256:{}", d.sha256),
+        });
+        if let Some(guid) = &p.dataset_guid {
+            file["dataset_guid"] = json!(guid);
+        }
+        rec.manifest.insert("files".into(), json!([file]));
         rec.content_md5 = Some(d.md5_b64);
         let rec = self.put(rec)?;
         if let Some(old) = old_blob.filter(|o| *o != d.sha256) {
@@ -360,8 +392,32 @@ impl Service {
     }
 
     pub async fn activate(self: &Arc<Self>, uuid: String) -> Result<Arc<ImageRecord>> {
+        self.activate_if(uuid, Precondition::none()).await
+    }
+
+    /// ActivateImage guarded by `cond`, checked under the write lock.
+    pub async fn activate_if(
+        self: &Arc<Self>,
+        uuid: String,
+        cond: Precondition,
+    ) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
-        self.mutate(move |svc| svc.activate_locked(&uuid)).await
+        self.mutate(move |svc| {
+            svc.check_precondition(&uuid, &cond)?;
+            svc.activate_locked(&uuid)
+        })
+        .await
+    }
+
+    /// Checks `cond` against the current record of `uuid`. Called under
+    /// the write lock, by the write it guards, so nothing lands between
+    /// the comparison and the commit.
+    pub(super) fn check_precondition(&self, uuid: &str, cond: &Precondition) -> Result<()> {
+        if cond == &Precondition::none() {
+            return Ok(());
+        }
+        let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
+        cond.check_write(&etag_of(&cur))
     }
 
     /// ActivateImage, for callers holding the write lock.
@@ -388,9 +444,21 @@ impl Service {
         uuid: String,
         disabled: bool,
     ) -> Result<Arc<ImageRecord>> {
+        self.set_disabled_if(uuid, disabled, Precondition::none())
+            .await
+    }
+
+    /// EnableImage / DisableImage guarded by `cond`.
+    pub async fn set_disabled_if(
+        self: &Arc<Self>,
+        uuid: String,
+        disabled: bool,
+        cond: Precondition,
+    ) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
         self.mutate(move |svc| {
             let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
+            cond.check_write(&etag_of(&cur))?;
             let mut rec = (*cur).clone();
             rec.manifest.insert("disabled".into(), json!(disabled));
             svc.put(rec)
@@ -404,9 +472,20 @@ impl Service {
         uuid: String,
         changes: Value,
     ) -> Result<Arc<ImageRecord>> {
+        self.update_if(uuid, changes, Precondition::none()).await
+    }
+
+    /// UpdateImage guarded by `cond`.
+    pub async fn update_if(
+        self: &Arc<Self>,
+        uuid: String,
+        changes: Value,
+        cond: Precondition,
+    ) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
         self.mutate(move |svc| {
             let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
+            cond.check_write(&etag_of(&cur))?;
             let m = manifest::apply_update(&cur.manifest, &changes, svc.manifest_mode())
                 .map_err(Error::validation)?;
             svc.check_origin(&m)?;
@@ -421,13 +500,20 @@ impl Service {
     /// The file's and the icon's blobs go with it (when nothing else uses
     /// them).
     pub async fn delete(self: &Arc<Self>, uuid: String) -> Result<()> {
+        self.delete_if(uuid, Precondition::none()).await
+    }
+
+    /// DeleteImage guarded by `cond`.
+    pub async fn delete_if(self: &Arc<Self>, uuid: String, cond: Precondition) -> Result<()> {
         check_uuid(&uuid)?;
-        self.mutate(move |svc| svc.delete_locked(&uuid)).await
+        self.mutate(move |svc| svc.delete_locked(&uuid, &cond))
+            .await
     }
 
     /// DeleteImage, for callers holding the write lock.
-    pub(super) fn delete_locked(&self, uuid: &str) -> Result<()> {
+    pub(super) fn delete_locked(&self, uuid: &str, cond: &Precondition) -> Result<()> {
         let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
+        cond.check_write(&etag_of(&cur))?;
         let dependents: Vec<String> = self.meta.uuids_where(|f| f.origin.as_deref() == Some(uuid));
         if !dependents.is_empty() {
             return Err(Error::ImageHasDependentImages {
@@ -461,6 +547,75 @@ impl Service {
     }
 }
 
+/// What IMGAPI's AdminImportImage refuses before it looks at the manifest
+/// (`lib/images.js` `apiAdminImportImage`, `Image.create`): a body uuid
+/// that is not the path's, then keys it does not take ("invalid extra
+/// parameters", such as `activated` or `expires_at`). Each is one
+/// `InvalidParameter`.
+fn check_import_body(uuid: &str, body: &Value) -> Result<()> {
+    let given = body.get("uuid");
+    if given.and_then(Value::as_str) != Some(uuid) {
+        let given = given.map_or("undefined".to_string(), |v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let message = format!("URL UUID, \"{uuid}\" and body UUID, \"{given}\" do not match");
+        return Err(Error::InvalidParameter(
+            message.clone(),
+            vec![FieldError {
+                field: "uuid".into(),
+                code: "Invalid".into(),
+                message,
+            }],
+        ));
+    }
+    refuse_extra_fields(body, true)
+}
+
+/// IMGAPI's "invalid extra parameters" (`Image.create`): one
+/// `InvalidParameter` listing every key the request does not take.
+fn refuse_extra_fields(body: &Value, import: bool) -> Result<()> {
+    let extra = manifest::extra_fields(body, import);
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let what = if import {
+        "AdminImportImage"
+    } else {
+        "CreateImage"
+    };
+    Err(Error::InvalidParameter(
+        format!("invalid extra parameters: \"{}\"", extra.join("\", \"")),
+        extra
+            .iter()
+            .map(|f| FieldError {
+                field: f.clone(),
+                code: "Invalid".into(),
+                message: format!("{f} is not a field {what} takes"),
+            })
+            .collect(),
+    ))
+}
+
+/// What IMGAPI's CreateImage refuses before it looks at the manifest
+/// (`lib/images.js` `apiCreateImage`, `Image.create`): a `state` (422
+/// ValidationFailed, so that a manifest is not mistaken for a state
+/// change), then keys it does not take, such as `uuid`, `published_at`
+/// or `activated` (InvalidParameter). `files` is dropped.
+fn check_create_body(body: &Value) -> Result<()> {
+    if body.get("state").is_some() {
+        return Err(Error::Validation(
+            "invalid image data: \"state\"".into(),
+            vec![FieldError {
+                field: "state".into(),
+                code: "NotAllowed".into(),
+                message: "Parameter cannot be set".into(),
+            }],
+        ));
+    }
+    refuse_extra_fields(body, false)
+}
+
 /// Checks a written file against what the client promised: not empty, the
 /// declared size and SHA-1. The error names expected and actual values.
 pub(crate) fn check_sealed(uuid: &str, sealed: &Sealed, p: &FileParams) -> Result<()> {
@@ -487,7 +642,7 @@ pub(crate) fn check_sealed(uuid: &str, sealed: &Sealed, p: &FileParams) -> Resul
         .iter()
         .map(|e| format!("{} {}", e.field, e.message))
         .collect();
-    Err(Error::Upload(
+    Err(Error::FileMismatch(
         format!(
             "file for image {uuid} does not match: {}; nothing was stored",
             what.join("; ")

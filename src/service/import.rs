@@ -412,6 +412,7 @@ impl Service {
             sha1: Some(sha1.to_lowercase()),
             size: Some(size),
             content_length: None,
+            dataset_guid: None,
         };
         Ok(Job {
             img,

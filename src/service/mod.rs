@@ -27,6 +27,7 @@ pub mod packages;
 pub mod patch;
 pub mod pipe;
 pub mod pools;
+pub mod precondition;
 pub mod scoped;
 pub mod sources;
 pub mod tasks;

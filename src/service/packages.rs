@@ -98,7 +98,7 @@ pub fn parse_package(body: &Value, prefix: &str) -> std::result::Result<Package,
         if !obj.contains_key(key) {
             errs.push(FieldError {
                 field: f(key),
-                code: "Missing".into(),
+                code: "MissingParameter".into(),
                 message: format!("{} is required", f(key)),
             });
         }
@@ -758,7 +758,7 @@ mod tests {
         ));
         for want in [
             ("extra", "Invalid"),
-            ("version", "Missing"),
+            ("version", "MissingParameter"),
             ("id", "Invalid"),
             ("name", "Invalid"),
             ("brand", "Invalid"),
@@ -776,7 +776,9 @@ mod tests {
         }
         let f = fields(parse_package(&json!({}), "2."));
         assert_eq!(f.len(), REQUIRED.len());
-        assert!(f.iter().all(|(f, c)| f.starts_with("2.") && c == "Missing"));
+        assert!(f
+            .iter()
+            .all(|(f, c)| f.starts_with("2.") && c == "MissingParameter"));
         let mut uuid_name = base();
         uuid_name["name"] = json!("11111111-1111-4111-8111-111111111111");
         assert_eq!(fields(parse_package(&uuid_name, ""))[0].0, "name");

@@ -14,7 +14,7 @@
 //! Outcomes, decided here and pinned by the tests:
 //! - a document that is not a JSON Patch (not an array, unknown `op`, missing
 //!   `path`/`value`/`from`, a pointer without a leading `/` or with a bad
-//!   escape): 400 `InvalidParameter` naming the operation's index;
+//!   escape): 400 `InvalidContent` naming the operation's index;
 //! - an operation that writes (`add`, `remove`, `replace`, `move` at either
 //!   end, `copy` at its target) under a field that is not mutable (`uuid`,
 //!   `files`, `state`, `published_at`, `type`, ...), or at the whole
@@ -36,6 +36,7 @@
 //! An empty patch (`[]`) is valid and changes nothing.
 
 use super::images::check_uuid;
+use super::precondition::{etag_of, Precondition};
 use super::Service;
 use crate::error::{Error, Result};
 use crate::manifest::{self, FieldError, MUTABLE_FIELDS};
@@ -513,11 +514,23 @@ impl Service {
         uuid: String,
         doc: Value,
     ) -> Result<Arc<ImageRecord>> {
+        self.patch_image_if(uuid, doc, Precondition::none()).await
+    }
+
+    /// The JSON Patch guarded by `cond` (`If-Match`), checked under the
+    /// write lock with the patch's own `test` operations.
+    pub async fn patch_image_if(
+        self: &Arc<Self>,
+        uuid: String,
+        doc: Value,
+        cond: Precondition,
+    ) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
         let ops = parse(&doc)?;
         check_paths(&ops)?;
         self.mutate(move |svc| {
             let cur = svc.get_image(&uuid)?;
+            cond.check_write(&etag_of(&cur))?;
             let after = apply(&Value::Object(cur.manifest.clone()), &ops)?;
             let changes = changes(&cur.manifest, &after)?;
             if changes.is_empty() {

@@ -174,6 +174,8 @@ pub struct Fields {
     pub channels: Option<Vec<String>>,
     /// The icon's blob (from the record, not the manifest).
     pub icon_sha256: Option<String>,
+    /// The strings of `billing_tags` (the `billing_tag` filter).
+    pub billing_tags: Vec<String>,
 }
 
 /// The parts of a manifest's `requirements` that decide whether a package
@@ -227,10 +229,11 @@ struct FieldsDe {
     files: Option<serde_json::Value>,
     acl: Option<serde_json::Value>,
     channels: Option<serde_json::Value>,
+    billing_tags: Option<serde_json::Value>,
 }
 
-/// The string items of a JSON array (`acl`, `channels`); `None` when it is
-/// not an array.
+/// The string items of a JSON array (`acl`, `channels`, `billing_tags`);
+/// `None` when it is not an array.
 fn strings_of(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
     v.and_then(|v| v.as_array()).map(|a| {
         a.iter()
@@ -267,6 +270,7 @@ impl Fields {
             acl: strings_of(d.acl.as_ref()).unwrap_or_default(),
             channels: strings_of(d.channels.as_ref()),
             icon_sha256: None,
+            billing_tags: strings_of(d.billing_tags.as_ref()).unwrap_or_default(),
         })
     }
 
@@ -289,6 +293,7 @@ impl Fields {
             acl: strings_of(m.get("acl")).unwrap_or_default(),
             channels: strings_of(m.get("channels")),
             icon_sha256: None,
+            billing_tags: strings_of(m.get("billing_tags")).unwrap_or_default(),
         }
     }
 

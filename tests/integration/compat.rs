@@ -104,3 +104,13 @@ fn official_imgapi_node_client_icons_and_imports_from_a_source() {
         .unwrap_or(0);
     assert_eq!(passed, 7, "expected the 7 steps to pass:\n{stdout}");
 }
+
+/// Issue #13 slice C: conditional updates (`If-Match` passed in
+/// `options.headers`, as Triton tooling passes it) and the reference's
+/// error codes as the client surfaces them (`err.restCode`,
+/// `err.body.code`), through tests/compat/imgapi-conditional.test.js.
+#[test]
+fn official_imgapi_node_client_conditional_updates_and_codes() {
+    let d = Daemon::start();
+    run_node_tests(&d, "imgapi-conditional.test.js", 12);
+}

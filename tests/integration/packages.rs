@@ -169,7 +169,7 @@ fn invalid_packages_are_refused_listing_every_problem() {
     d.post_json("/packages", &json!([1]))
         .expect(422, Some("ValidationFailed"));
     let r = request(&d.sock, "POST", "/packages", &[], b"{\"name\":");
-    r.expect(400, Some("InvalidParameter"));
+    r.expect(400, Some("InvalidContent"));
 
     // disks need flexible_disk, and must fit in disk.
     let mut p = pkg("flex", "1", 1024);

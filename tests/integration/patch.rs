@@ -241,7 +241,7 @@ fn wrong_media_type_and_malformed_patches() {
         (json!([{"op": "add", "path": "/name"}]), "value"),
         (json!([{"op": "remove", "path": "name"}]), "/"),
     ] {
-        let v = patch(&d, &u, body).expect(400, Some("InvalidParameter"));
+        let v = patch(&d, &u, body).expect(400, Some("InvalidContent"));
         assert!(v["message"].as_str().unwrap().contains(want), "{want}: {v}");
     }
     let r = request(
@@ -251,7 +251,7 @@ fn wrong_media_type_and_malformed_patches() {
         &[("Content-Type", JSON_PATCH)],
         b"[{\"op\":",
     );
-    r.expect(400, Some("InvalidParameter"));
+    r.expect(400, Some("InvalidContent"));
     patch(&d, "33333333-3333-4333-8333-333333333333", ops.clone())
         .expect(404, Some("ResourceNotFound"));
     assert_eq!(image(&d, &u), before);

@@ -340,7 +340,7 @@ fn export_and_install_from_files_round_trip() {
         .expect(202, None);
     let t = wait_task(&d3, &task);
     assert_eq!(t["status"], "failure");
-    assert_eq!(t["error"]["code"], "Upload", "{t}");
+    assert_eq!(t["error"]["code"], "Download", "{t}");
     d3.get(&format!("/images/{uuid}"))
         .expect(404, Some("ResourceNotFound"));
     destroy(&format!("{}/{uuid}", pool()));

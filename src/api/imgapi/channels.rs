@@ -3,7 +3,8 @@
 //! channel a request looks in, and the rules, are `service::visibility`
 //! and `service::channels`.
 
-use super::images::ok;
+use super::images::{ok_in, precondition};
+use super::view::View;
 use crate::api::http::{json_body, json_response, Body, Ctx};
 use crate::error::{Error, Result};
 use hyper::{Response, StatusCode};
@@ -26,6 +27,8 @@ pub fn list(ctx: Ctx) -> Result<Response<Body>> {
 /// channel to add the image to; the query's `channel` (as on every image
 /// endpoint) is where the image is looked up.
 pub async fn add_image(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
+    let cond = precondition(&ctx);
     let scope = super::scope(&ctx, false)?;
     let (ctx, body) = json_body(ctx).await?;
     ctx.svc.check_owner(&uuid, &scope)?;
@@ -33,5 +36,5 @@ pub async fn add_image(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
         .get("channel")
         .and_then(|v| v.as_str())
         .map(str::to_string);
-    ok(ctx.svc.channel_add(uuid, name).await?)
+    ok_in(view, ctx.svc.channel_add(uuid, name, cond).await?)
 }

@@ -1,10 +1,12 @@
 //! Handlers for `/images/:uuid/file`: AddImageFile streamed into the blob
 //! store, and GetImageFile streamed out of it with `Range` support.
 
-use super::images::ok;
+use super::images::{ok_in, precondition};
+use super::view::View;
 use crate::api::http::{full, json_body, Body, Ctx};
 use crate::error::{Error, Result};
 use crate::service::images::{BodyError, FileParams};
+use crate::service::precondition::Precondition;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -23,18 +25,34 @@ fn parse_u64(name: &str, v: Option<&str>) -> Result<Option<u64>> {
 
 /// `PUT /images/:uuid/file`: AddImageFile, streamed into the blob store.
 pub async fn put(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
+    let cond = precondition(&ctx);
     let scope = super::scope(&ctx, false)?;
     ctx.svc.check_owner(&uuid, &scope)?;
     let params = FileParams {
         compression: ctx
             .param("compression")?
             .ok_or_else(|| {
-                Error::param("compression", "missing: one of none, gzip, bzip2, xz, zstd")
+                // IMGAPI's AddImageFile says `Missing` here (not
+                // `MissingParameter`, as elsewhere).
+                let message = "missing: one of none, gzip, bzip2, xz, zstd";
+                Error::InvalidParameter(
+                    format!("invalid parameter compression: {message}"),
+                    vec![crate::manifest::FieldError {
+                        field: "compression".into(),
+                        code: "Missing".into(),
+                        message: message.into(),
+                    }],
+                )
             })?
             .to_string(),
         sha1: ctx.param("sha1")?.map(str::to_string),
         size: parse_u64("size", ctx.param("size")?)?,
         content_length: parse_u64("Content-Length", ctx.header("content-length"))?,
+        dataset_guid: ctx
+            .param("dataset_guid")?
+            .filter(|g| !g.is_empty())
+            .map(str::to_string),
     };
     let limits = ctx.svc.limits();
     let idle = limits.idle_timeout();
@@ -89,21 +107,23 @@ pub async fn put(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
             }
         }
     };
-    let (_, result) = tokio::join!(forward, svc.add_file(uuid, params, rx));
-    ok(result?)
+    let (_, result) = tokio::join!(forward, svc.add_file_if(uuid, params, rx, cond));
+    ok_in(view, result?)
 }
 
 /// `PUT /images/:uuid/file?source=URL`: the file of the same image at the
 /// IMGAPI `source`, verified against its manifest there. The request body
 /// is not read.
 pub async fn add_from_source(ctx: Ctx, uuid: String, source: String) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
     ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
-    ok(ctx.svc.add_file_from_source(uuid, source).await?)
+    ok_in(view, ctx.svc.add_file_from_source(uuid, source).await?)
 }
 
 /// `POST /images/:uuid/file/from-url?compression=C[&sha1=HEX]`, body
 /// `{"file_url": "https://..."}`: AddImageFileFromUrl.
 pub async fn add_from_url(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
     ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
     let (ctx, body) = json_body(ctx).await?;
     let compression = ctx
@@ -120,8 +140,12 @@ pub async fn add_from_url(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
         sha1: ctx.param("sha1")?.map(str::to_string),
         size: None,
         content_length: None,
+        dataset_guid: ctx
+            .param("dataset_guid")?
+            .filter(|g| !g.is_empty())
+            .map(str::to_string),
     };
-    ok(ctx.svc.add_file_from_url(uuid, url, params).await?)
+    ok_in(view, ctx.svc.add_file_from_url(uuid, url, params).await?)
 }
 
 /// A parsed `Range: bytes=...` header: `Some((start, end_inclusive))`.
@@ -168,13 +192,97 @@ fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>> {
     Ok(Some(range))
 }
 
-/// `GET /images/:uuid/file`: streamed from the blob, with `Range` support.
+/// `?index=N` as IMGAPI reads it (`parseInt(index) || 0`): an optional
+/// sign and the leading digits, and 0 for anything else.
+fn file_index(v: Option<&str>) -> i64 {
+    let v = v.unwrap_or_default().trim_start();
+    let (neg, v) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
+    let n: i64 = digits.parse().unwrap_or(i64::MAX);
+    match (digits.is_empty(), neg) {
+        (true, _) => 0,
+        (false, true) => -n,
+        (false, false) => n,
+    }
+}
+
+/// An HTTP date (`Thu, 01 Jan 1970 00:00:00 GMT`).
+fn http_date(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// What the conditional headers of a download ask, in restify's order
+/// (`conditionalRequest`: If-Match, If-None-Match, If-Modified-Since,
+/// If-Unmodified-Since): `Ok(true)` for 304 Not Modified. A date that does
+/// not parse is ignored, as restify's `Date.parse` comparison ignores it.
+fn download_precondition(
+    ctx: &Ctx,
+    etag: &str,
+    modified: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<bool> {
+    if Precondition::new(ctx.header("if-match"), ctx.header("if-none-match")).check_read(etag)? {
+        return Ok(true);
+    }
+    let date = |h: &str| {
+        ctx.header(h)
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.with_timezone(&chrono::Utc))
+    };
+    let Some(modified) = modified else {
+        return Ok(false);
+    };
+    if date("if-modified-since").is_some_and(|since| modified <= since) {
+        return Ok(true);
+    }
+    if let Some(since) = date("if-unmodified-since").filter(|since| modified > *since) {
+        return Err(Error::PreconditionFailed(format!(
+            "object was modified at '{}'; if-unmodified-since '{}'",
+            http_date(modified),
+            http_date(since)
+        )));
+    }
+    Ok(false)
+}
+
+/// `GET /images/:uuid/file`: streamed from the blob, with `Range` support,
+/// `ETag` (the file's SHA-1) and `Last-Modified` (when the blob was
+/// stored), and IMGAPI's conditional requests on both.
 pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     let scope = super::scope(&ctx, true)?;
     ctx.svc.scoped_image(&uuid, &scope)?;
     let (rec, path) = ctx.svc.file_path(&uuid)?;
+    let index = file_index(ctx.param("index")?);
+    if index != 0 {
+        return Err(Error::ResourceNotFound(format!(
+            "image \"{uuid}\" has no file at index {index}"
+        )));
+    }
     let file = rec.file();
     let size = file.as_ref().map_or(0, |f| f.size);
+    let modified = tokio::fs::metadata(&path)
+        .await
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| {
+            let t: chrono::DateTime<chrono::Utc> = t.into();
+            // HTTP dates have whole seconds.
+            chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+        });
+    let etag = file.as_ref().map(|f| f.sha1.clone()).unwrap_or_default();
+    if download_precondition(&ctx, &etag, modified)? {
+        let mut resp = Response::new(full(Bytes::new()));
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            resp.headers_mut().insert("etag", v);
+        }
+        if let Some(Ok(v)) = modified.map(|m| HeaderValue::from_str(&http_date(m))) {
+            resp.headers_mut().insert("last-modified", v);
+        }
+        return Ok(resp);
+    }
     let range = parse_range(ctx.header("range"), size)?;
     let (start, len, status) = match range {
         Some((s, e)) => (s, e - s + 1, StatusCode::PARTIAL_CONTENT),
@@ -201,6 +309,9 @@ pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
         if let Ok(v) = HeaderValue::from_str(&f.sha1) {
             h.insert("etag", v);
         }
+    }
+    if let Some(Ok(v)) = modified.map(|m| HeaderValue::from_str(&http_date(m))) {
+        h.insert("last-modified", v);
     }
     if status == StatusCode::OK {
         if let Some(md5) = rec
@@ -264,6 +375,25 @@ async fn stream_file(path: std::path::PathBuf, start: u64, len: u64) -> std::io:
 mod tests {
     use super::*;
     use crate::api::error::status;
+
+    #[test]
+    fn index_as_parse_int() {
+        assert_eq!(file_index(None), 0);
+        assert_eq!(file_index(Some("0")), 0);
+        assert_eq!(file_index(Some("1")), 1);
+        assert_eq!(file_index(Some("2x")), 2);
+        assert_eq!(file_index(Some("x")), 0);
+        assert_eq!(file_index(Some("-1")), -1);
+        assert_eq!(file_index(Some("+0")), 0);
+    }
+
+    #[test]
+    fn http_dates() {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let s = http_date(t);
+        assert_eq!(s, "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(chrono::DateTime::parse_from_rfc2822(&s).unwrap(), t);
+    }
 
     #[test]
     fn ranges() {

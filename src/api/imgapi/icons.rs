@@ -4,7 +4,8 @@
 //! with its own `Content-Type`, `ETag` (its SHA-1), `Content-MD5`,
 //! `Content-Length` and `Last-Modified`. The rules are `service::icons`'.
 
-use super::images::ok;
+use super::images::ok_in;
+use super::view::View;
 use crate::api::http::{full, Body, Ctx};
 use crate::error::{Error, Result};
 use crate::service::icons::{too_big, IconUpload, MAX_ICON_BYTES};
@@ -15,7 +16,6 @@ use hyper::{Response, StatusCode};
 
 /// `PUT /images/:uuid/icon[?sha1=HEX]`: the body is the icon.
 pub async fn add(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
-    ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
     let up = IconUpload {
         content_type: ctx.header("content-type").map(str::to_string),
         sha1: ctx.param("sha1")?.map(str::to_string),
@@ -25,13 +25,20 @@ pub async fn add(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
     };
     // Refused before the body is stored: an unknown image, a wrong type or
     // an announced size over the limit.
-    let checked = ctx.svc.get_image(&uuid).and_then(|_| up.check_head());
+    let checked = View::of(&ctx).and_then(|view| {
+        ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
+        up.check_head()?;
+        Ok(view)
+    });
     let idle = ctx.svc.limits().idle_timeout();
     let mut body = ctx.req.into_body();
-    if let Err(e) = checked {
-        drain(&mut body, idle).await;
-        return Err(e);
-    }
+    let view = match checked {
+        Ok(view) => view,
+        Err(e) => {
+            drain(&mut body, idle).await;
+            return Err(e);
+        }
+    };
     let data = match read_bounded(&mut body, idle).await {
         Ok(d) => d,
         Err(e) => {
@@ -39,7 +46,7 @@ pub async fn add(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
             return Err(e);
         }
     };
-    ok(ctx.svc.add_icon(uuid, up, data).await?)
+    ok_in(view, ctx.svc.add_icon(uuid, up, data).await?)
 }
 
 /// How much of a refused icon upload is read and dropped before the error
@@ -144,6 +151,7 @@ pub async fn get(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
 
 /// `DELETE /images/:uuid/icon`: 200 with the manifest, as IMGAPI answers.
 pub async fn delete(ctx: Ctx, uuid: String) -> Result<Response<Body>> {
+    let view = View::of(&ctx)?;
     ctx.svc.check_owner(&uuid, &super::scope(&ctx, false)?)?;
-    ok(ctx.svc.delete_icon(uuid).await?)
+    ok_in(view, ctx.svc.delete_icon(uuid).await?)
 }

@@ -13,6 +13,7 @@ pub mod packages;
 pub mod pools;
 pub mod sources;
 pub mod tasks;
+pub mod view;
 
 use super::http::{Body, Ctx};
 use super::routes::Route;
