@@ -450,10 +450,14 @@ fn smaller_differences() {
 /// `channels` are kept when the store has no channel configuration).
 #[test]
 fn version_one_has_no_channels() {
-    let d = Daemon::start();
+    // With channels configured, AdminImportImage puts the image in the
+    // default channel (whatever the body says), as IMGAPI does.
+    let d = Daemon::start_config(
+        "[[channels]]\nname = \"dev\"\ndescription = \"development\"\ndefault = true\n",
+    );
     let uuid = "33333333-3333-4333-8333-333333333333";
     let body = json!({"uuid": uuid, "name": "ch", "version": "1", "type": "zone-dataset",
-        "os": "smartos", "channels": ["dev"]});
+        "os": "smartos", "channels": ["release"]});
     d.post_json(&format!("/images/{uuid}?action=import"), &body)
         .expect(200, None);
     let img = format!("/images/{uuid}");
