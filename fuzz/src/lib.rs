@@ -4,9 +4,10 @@
 //! crash found once stays a regression test.
 //!
 //! Each function panics when a property fails:
-//! - `manifest`: any JSON through prepare_create / prepare_import /
-//!   apply_update / upgrade_v1 / validate; whatever is accepted validates
-//!   clean, and every refusal names at least one problem.
+//! - `manifest`: any JSON through prepare_create / prepare_import (in every
+//!   IMGAPI mode) / apply_update / upgrade_v1 / validate; whatever a mode
+//!   accepts validates clean in that mode, and every refusal names at least
+//!   one problem.
 //! - `filters`: any query string through ListFilter::parse and apply; a
 //!   refusal is a 422 InvalidParameter, a result honours `limit` and only
 //!   holds records that match.
@@ -21,7 +22,7 @@
 use imgstore::access::Peer;
 use imgstore::api;
 use imgstore::config::Config;
-use imgstore::manifest;
+use imgstore::manifest::{self, Mode};
 use imgstore::service::filter::ListFilter;
 use imgstore::service::Service;
 use imgstore::store::meta::ImageRecord;
@@ -34,32 +35,36 @@ pub fn manifest(data: &[u8]) {
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    match manifest::prepare_create(&v, UUID) {
-        Ok(m) => {
-            let errs = manifest::validate(&m);
-            assert!(
-                errs.is_empty(),
-                "prepare_create accepted {v} but validate says {errs:?}"
-            );
+    // What a mode accepts validates in that mode (IMGAPI's `mode`).
+    for mode in [Mode::Minimal, Mode::Dc, Mode::Public, Mode::Private] {
+        match manifest::prepare_create(&v, UUID, mode) {
+            Ok(m) => {
+                let errs = manifest::validate_as(&m, mode);
+                assert!(
+                    errs.is_empty(),
+                    "prepare_create ({mode:?}) accepted {v} but validate says {errs:?}"
+                );
+            }
+            Err(errs) => assert!(!errs.is_empty(), "refusal without a reason: {v}"),
         }
-        Err(errs) => assert!(!errs.is_empty(), "refusal without a reason: {v}"),
-    }
-    match manifest::prepare_import(&v, UUID) {
-        Ok(m) => {
-            let errs = manifest::validate(&m);
-            assert!(
-                errs.is_empty(),
-                "prepare_import accepted {v} but validate says {errs:?}"
-            );
-            assert_eq!(m.get("uuid").and_then(|u| u.as_str()), Some(UUID));
+        match manifest::prepare_import(&v, UUID, mode) {
+            Ok(m) => {
+                let errs = manifest::validate_as(&m, mode);
+                assert!(
+                    errs.is_empty(),
+                    "prepare_import ({mode:?}) accepted {v} but validate says {errs:?}"
+                );
+                assert_eq!(m.get("uuid").and_then(|u| u.as_str()), Some(UUID));
+            }
+            Err(errs) => assert!(!errs.is_empty(), "refusal without a reason: {v}"),
         }
-        Err(errs) => assert!(!errs.is_empty(), "refusal without a reason: {v}"),
     }
     let base = json!({"name": "base", "version": "1.0.0", "type": "zone-dataset", "os": "smartos"});
-    let current = manifest::prepare_create(&base, UUID).expect("the base manifest is valid");
-    match manifest::apply_update(&current, &v) {
+    let current =
+        manifest::prepare_create(&base, UUID, Mode::Dc).expect("the base manifest is valid");
+    match manifest::apply_update(&current, &v, Mode::Dc) {
         Ok(m) => {
-            let errs = manifest::validate(&m);
+            let errs = manifest::validate_as(&m, Mode::Dc);
             assert!(
                 errs.is_empty(),
                 "apply_update accepted {v} but validate says {errs:?}"
