@@ -26,6 +26,11 @@ fn official_imgapi_node_client_acl_and_channels() {
 /// Runs one test file of tests/compat against `d`; at least `min` tests
 /// must pass and none fail.
 fn run_node_tests(d: &Daemon, file: &str, min: u32) {
+    run_node_tests_with(d, file, min, &[]);
+}
+
+/// [`run_node_tests`] with extra environment for the test file.
+fn run_node_tests_with(d: &Daemon, file: &str, min: u32, env: &[(&str, String)]) {
     let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
     assert!(
         compat.join("node_modules/sdc-clients").exists(),
@@ -37,6 +42,7 @@ fn run_node_tests(d: &Daemon, file: &str, min: u32) {
         .arg(file)
         .current_dir(&compat)
         .env("IMGSTORE_SOCKET", &d.sock)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("running node (is Node.js installed?)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -67,42 +73,17 @@ fn run_node_tests(d: &Daemon, file: &str, min: u32) {
 /// (tests/compat/imgapi-icons.test.js).
 #[test]
 fn official_imgapi_node_client_icons_and_imports_from_a_source() {
-    let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
-    assert!(
-        compat.join("node_modules/sdc-clients").exists(),
-        "sdc-clients is not installed: run `npm ci` in {} (scripts/test does it)",
-        compat.display()
-    );
     let port = crate::common::nginx::free_port();
     let source = Daemon::start_config(&format!("[peer]\nlisten = \"127.0.0.1:{port}\"\n"));
     let data: Vec<u8> = (0..500_000u32).map(|i| (i % 251) as u8).collect();
     let src_uuid = source.create_active("compat-source", &data, serde_json::json!({}));
     let d = Daemon::start();
-    let out = Command::new("node")
-        .arg("--test")
-        .arg("imgapi-icons.test.js")
-        .current_dir(&compat)
-        .env("IMGSTORE_SOCKET", &d.sock)
-        .env("IMGSTORE_SOURCE_URL", format!("http://127.0.0.1:{port}"))
-        .env("IMGSTORE_SOURCE_IMAGE", &src_uuid)
-        .env("IMGSTORE_SOURCE_SHA1", sha1_hex(&data))
-        .output()
-        .expect("running node (is Node.js installed?)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the IMGAPI node client icon/import tests failed:\n{stdout}\n{stderr}\ndaemon log:\n{}",
-        d.log_text()
-    );
-    assert!(stdout.contains("# fail 0"), "{stdout}");
-    let passed = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("# pass "))
-        .and_then(|n| n.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    assert_eq!(passed, 7, "expected the 7 steps to pass:\n{stdout}");
+    let env = [
+        ("IMGSTORE_SOURCE_URL", format!("http://127.0.0.1:{port}")),
+        ("IMGSTORE_SOURCE_IMAGE", src_uuid),
+        ("IMGSTORE_SOURCE_SHA1", sha1_hex(&data)),
+    ];
+    run_node_tests_with(&d, "imgapi-icons.test.js", 7, &env);
 }
 
 /// Issue #13 slice C: conditional updates (`If-Match` passed in
