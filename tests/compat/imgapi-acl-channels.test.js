@@ -25,16 +25,12 @@ const os = require('node:os');
 const path = require('node:path');
 
 const IMGAPI = require('sdc-clients').IMGAPI;
+const {SOCK, SKIP, STEP, RUN, UUID_RE, callOn} = require('./common');
 
-const SOCK = process.env.IMGSTORE_SOCKET;
-const SKIP = SOCK ? false : 'IMGSTORE_SOCKET is not set';
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const STEP = {timeout: 60 * 1000, skip: SKIP};
 
 const OWNER = crypto.randomUUID();
 const FRIEND = crypto.randomUUID();
 const STRANGER = crypto.randomUUID();
-const RUN = crypto.randomBytes(4).toString('hex');
 const NAME = `imgstore-compat-acl-${RUN}`;
 
 let client; // no channel: the server's default (release)
@@ -47,19 +43,6 @@ let devImage; // an image in the dev channel
 let clone; // FRIEND's clone of `shared`
 const created = [];
 
-function callOn(c, method, ...args) {
-  return new Promise((resolve, reject) => {
-    c[method](...args, (err, ...rest) => {
-      if (err) {
-        const res = rest.find((r) => r && typeof r.statusCode === 'number');
-        if (res && !err.res) err.res = res;
-        reject(err);
-      } else {
-        resolve(rest);
-      }
-    });
-  });
-}
 const call = (method, ...args) => callOn(client, method, ...args);
 
 function notFound(err) {

@@ -24,16 +24,10 @@ const os = require('node:os');
 const path = require('node:path');
 
 const IMGAPI = require('sdc-clients').IMGAPI;
+const {SOCK, SKIP, STEP, RUN, NIL_UUID, UUID_RE, callOn} = require('./common');
 
-const SOCK = process.env.IMGSTORE_SOCKET;
-const SKIP = SOCK ? false : 'IMGSTORE_SOCKET is not set';
-const NIL_UUID = '00000000-0000-0000-0000-000000000000';
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DATE_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
-const STEP = {timeout: 60 * 1000, skip: SKIP};
 
-// Per-run unique name so leftovers of an earlier run never match the filters.
-const RUN = crypto.randomBytes(4).toString('hex');
 const NAME = `imgstore-compat-${RUN}`;
 const VERSION = '1.0.0';
 const DESCRIPTION_NEW = `updated by imgapi-client.test.js run ${RUN}`;
@@ -48,24 +42,7 @@ let image; // the image under test, as last returned by the server
 let publishedAt;
 let deleted = false;
 
-/**
- * Call a callback-style IMGAPI client method, resolve with the callback's
- * values after `err` (e.g. [image, res] or [res]); reject with the error,
- * which gets a `res` property when the client passed one.
- */
-function call(method, ...args) {
-  return new Promise((resolve, reject) => {
-    client[method](...args, (err, ...rest) => {
-      if (err) {
-        const res = rest.find((r) => r && typeof r.statusCode === 'number');
-        if (res && !err.res) err.res = res;
-        reject(err);
-      } else {
-        resolve(rest);
-      }
-    });
-  });
-}
+const call = (method, ...args) => callOn(client, method, ...args);
 
 function needImage() {
   assert.ok(image && image.uuid, 'previous step failed: no image to work on');

@@ -24,12 +24,8 @@ const os = require('node:os');
 const path = require('node:path');
 
 const IMGAPI = require('sdc-clients').IMGAPI;
+const {SOCK, SKIP, STEP, RUN, NIL_UUID, callOn} = require('./common');
 
-const SOCK = process.env.IMGSTORE_SOCKET;
-const SKIP = SOCK ? false : 'IMGSTORE_SOCKET is not set';
-const NIL_UUID = '00000000-0000-0000-0000-000000000000';
-const STEP = {timeout: 60 * 1000, skip: SKIP};
-const RUN = crypto.randomBytes(4).toString('hex');
 
 let client;
 let tmpDir;
@@ -38,25 +34,8 @@ let fileSha1;
 let image;
 let etag;
 
-/** Calls a callback-style client method on `c`; resolves with the values
- * after `err`; rejects with the error, given `res` when the client had one. */
-function callOn(c, method, ...args) {
-  return new Promise((resolve, reject) => {
-    c[method](...args, (err, ...rest) => {
-      if (err) {
-        const res = rest.find((r) => r && typeof r.statusCode === 'number');
-        if (res && !err.res) err.res = res;
-        reject(err);
-      } else {
-        resolve(rest);
-      }
-    });
-  });
-}
 
-function call(method, ...args) {
-  return callOn(client, method, ...args);
-}
+const call = (method, ...args) => callOn(client, method, ...args);
 
 /** Asserts a rejected call's status and code, as the client reports them:
  * `err.body.code`, and `err.restCode` from the JSON client (the file upload

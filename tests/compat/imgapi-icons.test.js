@@ -27,15 +27,11 @@ const os = require('node:os');
 const path = require('node:path');
 
 const IMGAPI = require('sdc-clients').IMGAPI;
+const {SOCK, SKIP, STEP, RUN, NIL_UUID, callOn} = require('./common');
 
-const SOCK = process.env.IMGSTORE_SOCKET;
 const SOURCE_URL = process.env.IMGSTORE_SOURCE_URL;
 const SOURCE_IMAGE = process.env.IMGSTORE_SOURCE_IMAGE;
 const SOURCE_SHA1 = process.env.IMGSTORE_SOURCE_SHA1;
-const SKIP = SOCK ? false : 'IMGSTORE_SOCKET is not set';
-const NIL_UUID = '00000000-0000-0000-0000-000000000000';
-const STEP = {timeout: 60 * 1000, skip: SKIP};
-const RUN = crypto.randomBytes(4).toString('hex');
 
 let client;
 let tmpDir;
@@ -44,19 +40,7 @@ let iconData;
 let image; // the image that gets an icon
 let imported; // the image imported from the source
 
-function call(method, ...args) {
-  return new Promise((resolve, reject) => {
-    client[method](...args, (err, ...rest) => {
-      if (err) {
-        const res = rest.find((r) => r && typeof r.statusCode === 'number');
-        if (res && !err.res) err.res = res;
-        reject(err);
-      } else {
-        resolve(rest);
-      }
-    });
-  });
-}
+const call = (method, ...args) => callOn(client, method, ...args);
 
 function code(err) {
   return (err.body && err.body.code) || err.restCode;
