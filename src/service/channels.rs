@@ -7,7 +7,7 @@
 //! `channels` array, so the record files stay the one truth the index is
 //! rebuilt from. Which channel a request looks in is `visibility.rs`.
 
-use super::precondition::{etag_of, Precondition};
+use super::precondition::Precondition;
 use super::visibility::{channels_of, in_channel, unknown_channel, Channel};
 use super::Service;
 use crate::config::ChannelConfig;
@@ -69,11 +69,7 @@ impl Service {
             other => return Err(unknown_channel(other.as_deref().unwrap_or("undefined"))),
         };
         self.mutate(move |svc| {
-            let cur = svc
-                .meta
-                .get(&uuid)
-                .ok_or_else(|| super::images::not_found(&uuid))?;
-            cond.check_write(&etag_of(&cur))?;
+            let cur = svc.current_if(&uuid, &cond)?;
             let mut list = channels_of(&cur.fields(), &default);
             if list.contains(&name) && cur.manifest.contains_key("channels") {
                 return Ok(cur);
@@ -109,11 +105,7 @@ impl Service {
         };
         super::images::check_uuid(&uuid)?;
         self.mutate(move |svc| {
-            let cur = svc
-                .meta
-                .get(&uuid)
-                .ok_or_else(|| super::images::not_found(&uuid))?;
-            cond.check_write(&etag_of(&cur))?;
+            let cur = svc.current_if(&uuid, &cond)?;
             let dependents: Vec<String> = svc.meta.uuids_where(|f| {
                 f.origin.as_deref() == Some(uuid.as_str()) && in_channel(f, &channel)
             });

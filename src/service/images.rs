@@ -223,8 +223,7 @@ impl Service {
             .blocking(move |svc| svc.ingest(&id, &p, max, &mut chunks).map(|s| (s, p)))
             .await?;
         self.mutate(move |svc| {
-            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
-            cond.check_write(&etag_of(&cur))?;
+            svc.current_if(&uuid, &cond)?;
             svc.commit_file(&uuid, sealed, &p)
         })
         .await
@@ -416,8 +415,15 @@ impl Service {
         if cond == &Precondition::none() {
             return Ok(());
         }
+        self.current_if(uuid, cond).map(drop)
+    }
+
+    /// The current record of `uuid`, once `cond` holds for it. Called
+    /// under the write lock, by the write it guards.
+    pub(super) fn current_if(&self, uuid: &str, cond: &Precondition) -> Result<Arc<ImageRecord>> {
         let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
-        cond.check_write(&etag_of(&cur))
+        cond.check_write(&etag_of(&cur))?;
+        Ok(cur)
     }
 
     /// ActivateImage, for callers holding the write lock.
@@ -457,8 +463,7 @@ impl Service {
     ) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
         self.mutate(move |svc| {
-            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
-            cond.check_write(&etag_of(&cur))?;
+            let cur = svc.current_if(&uuid, &cond)?;
             let mut rec = (*cur).clone();
             rec.manifest.insert("disabled".into(), json!(disabled));
             svc.put(rec)
@@ -484,8 +489,7 @@ impl Service {
     ) -> Result<Arc<ImageRecord>> {
         check_uuid(&uuid)?;
         self.mutate(move |svc| {
-            let cur = svc.meta.get(&uuid).ok_or_else(|| not_found(&uuid))?;
-            cond.check_write(&etag_of(&cur))?;
+            let cur = svc.current_if(&uuid, &cond)?;
             let m = manifest::apply_update(&cur.manifest, &changes, svc.manifest_mode())
                 .map_err(Error::validation)?;
             svc.check_origin(&m)?;
@@ -512,8 +516,7 @@ impl Service {
 
     /// DeleteImage, for callers holding the write lock.
     pub(super) fn delete_locked(&self, uuid: &str, cond: &Precondition) -> Result<()> {
-        let cur = self.meta.get(uuid).ok_or_else(|| not_found(uuid))?;
-        cond.check_write(&etag_of(&cur))?;
+        let cur = self.current_if(uuid, cond)?;
         let dependents: Vec<String> = self.meta.uuids_where(|f| f.origin.as_deref() == Some(uuid));
         if !dependents.is_empty() {
             return Err(Error::ImageHasDependentImages {
